@@ -1,0 +1,51 @@
+# The one entry point. `make test` and `make demo` work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install fmt lint typecheck test check bench docs demo services clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+fmt: install
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples
+
+lint: install
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples
+
+typecheck: install
+	$(BIN)/mypy
+	$(BIN)/pyright
+
+services:
+	bash scripts/services.sh
+
+test: install services
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage combine -q || true
+	$(BIN)/coverage report
+
+check: lint typecheck test docs
+
+bench: install services
+	$(BIN)/python benchmarks/get_or_create.py
+
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
+demo: install
+	$(BIN)/python examples/demo.py
+
+clean:
+	rm -rf $(VENV) site dist .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+	rm -f sqlalchemy_objects.sqlite3*

@@ -1,0 +1,131 @@
+"""Backend facts: what differs between PostgreSQL, MySQL/MariaDB and SQLite.
+
+Only named facts and tiny functions live here. Errors are recognised by code
+(SQLSTATE, errno, SQLite's extended error name), never by message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .exceptions import ConfigurationError
+
+SqliteBegin = Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"]
+
+#: PostgreSQL's SQLSTATE for unique_violation (primary keys included).
+PG_UNIQUE_VIOLATION: Final = "23505"
+#: MySQL/MariaDB ER_DUP_ENTRY (unique keys and primary keys).
+MYSQL_DUP_ENTRY: Final = 1062
+#: SQLite extended result codes that mean "a unique or primary key fired".
+SQLITE_UNIQUE_ERRORS: Final = frozenset(
+    {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
+)
+#: Isolation levels under which a re-read cannot see rows committed after the
+#: transaction's snapshot was taken.
+SNAPSHOT_LEVELS: Final = frozenset({"REPEATABLE READ", "SERIALIZABLE"})
+
+#: The async driver used when a URL names only the backend.
+DEFAULT_DRIVERS: Final = {
+    "postgresql": "asyncpg",
+    "postgres": "asyncpg",
+    "mysql": "asyncmy",
+    "mariadb": "asyncmy",
+    "sqlite": "aiosqlite",
+}
+#: The embedded database used when neither a URL nor DATABASE_URL is given.
+DEFAULT_URL: Final = "sqlite+aiosqlite:///sqlalchemy_objects.sqlite3"
+#: How long a SQLite writer waits for the lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_S: Final = 30.0
+
+
+def normalise_url(raw: str | URL) -> URL:
+    """Return *raw* as a URL with an async driver (``postgres://`` -> asyncpg)."""
+    try:
+        url = make_url(raw)
+    except Exception as exc:  # ArgumentError, ValueError: all mean "not a URL"
+        raise ConfigurationError(f"Cannot parse database URL {raw!r}: {exc}") from exc
+    if "+" not in url.drivername:
+        backend = url.drivername
+        driver = DEFAULT_DRIVERS.get(backend)
+        if driver is None:
+            raise ConfigurationError(
+                f"Unsupported database URL scheme {backend!r}; use one of "
+                f"{', '.join(sorted(DEFAULT_DRIVERS))} (with or without +driver)."
+            )
+        if backend == "postgres":
+            backend = "postgresql"
+        if backend == "mariadb":
+            backend = "mysql"
+        url = url.set(drivername=f"{backend}+{driver}")
+    return url
+
+
+def engine_defaults(url: URL) -> dict[str, Any]:
+    """Return per-backend engine options that the user did not choose."""
+    if url.get_backend_name() in {"mysql", "mariadb"}:
+        # Django's choice for MySQL: under InnoDB's default REPEATABLE READ the
+        # re-read after a lost race cannot see the winner's row.
+        return {"isolation_level": "READ COMMITTED"}
+    if url.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    return {}
+
+
+def is_unique_violation(exc: IntegrityError, backend: str) -> bool:
+    """Tell whether *exc* is a unique or primary-key violation (a possible race)."""
+    orig = exc.orig
+    if backend == "postgresql":
+        return getattr(orig, "sqlstate", None) == PG_UNIQUE_VIOLATION
+    if backend in {"mysql", "mariadb"}:
+        args: tuple[Any, ...] = getattr(orig, "args", ())
+        return bool(args) and args[0] == MYSQL_DUP_ENTRY
+    if backend == "sqlite":
+        return getattr(orig, "sqlite_errorname", None) in SQLITE_UNIQUE_ERRORS
+    return False
+
+
+def has_snapshot_reads(backend: str, isolation_level: str) -> bool:
+    """Tell whether a re-read in this transaction may miss newer committed rows."""
+    # SQLite writers are serialised by the database lock: a conflicting row is
+    # always visible to the transaction that hits it.
+    return backend != "sqlite" and isolation_level.upper() in SNAPSHOT_LEVELS
+
+
+def install_sqlite_recipe(engine: AsyncEngine, begin: SqliteBegin) -> None:
+    """Make SAVEPOINT and ROLLBACK work on pysqlite/aiosqlite (SQLAlchemy's recipe).
+
+    The driver's legacy transaction control sends no BEGIN before a SELECT or a
+    SAVEPOINT, so a row written inside a released savepoint survives the outer
+    rollback. We turn the driver's handling off and emit BEGIN ourselves;
+    ``BEGIN IMMEDIATE`` takes the write lock up front, so a read-then-write
+    transaction waits for the busy timeout instead of failing at the upgrade.
+    """
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if engine.url.database not in {None, "", ":memory:"}:
+                cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", begin)
+        conn.exec_driver_sql(f"BEGIN {_SQLITE_BEGIN_SQL[mode]}")
+
+
+_SQLITE_BEGIN_SQL: Final[dict[str, str]] = {
+    "DEFERRED": "DEFERRED",
+    "IMMEDIATE": "IMMEDIATE",
+    "EXCLUSIVE": "EXCLUSIVE",
+}

@@ -1,0 +1,149 @@
+"""Database: one engine, the models bound to it, and ``session()`` blocks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from . import _dialects
+from .exceptions import ConfigurationError
+from .session import enter_session, leave_session, shielded
+
+_BINDING_ATTR = "__sqlalchemy_objects_database__"
+
+
+class Database:
+    """An async database that models can be bound to.
+
+    Args:
+        url: A SQLAlchemy URL. ``postgresql://``, ``mysql://``, ``mariadb://`` and
+            ``sqlite://`` get their async driver (asyncpg, asyncmy, aiosqlite).
+            Without a URL the ``DATABASE_URL`` environment variable is read, and
+            without that an embedded SQLite file ``sqlalchemy_objects.sqlite3``
+            in the working directory is used.
+        sqlite_begin: How SQLite transactions that may write start. ``IMMEDIATE``
+            (the default) takes the write lock at BEGIN, so concurrent writers
+            wait up to the busy timeout instead of failing with "database is
+            locked" when a read transaction upgrades. Reads made outside a
+            session always use ``DEFERRED``. Ignored by other backends.
+        **engine_options: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+            On MySQL/MariaDB ``isolation_level`` defaults to ``READ COMMITTED``
+            (as in Django); on SQLite the busy timeout defaults to 30 seconds
+            (``connect_args={"timeout": ...}``).
+    """
+
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        sqlite_begin: _dialects.SqliteBegin = "IMMEDIATE",
+        **engine_options: Any,
+    ) -> None:
+        raw = (
+            url
+            if url is not None
+            else os.environ.get("DATABASE_URL") or _dialects.DEFAULT_URL
+        )
+        self.url: URL = _dialects.normalise_url(raw)
+        self.backend: str = self.url.get_backend_name()
+        if self.backend == "mariadb":
+            self.backend = "mysql"
+        if sqlite_begin not in {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}:
+            raise ConfigurationError(
+                "sqlite_begin must be 'DEFERRED', 'IMMEDIATE' or 'EXCLUSIVE', "
+                f"not {sqlite_begin!r}"
+            )
+        options = _dialects.engine_defaults(self.url)
+        options.update(engine_options)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        # Reads outside a session use their own engine view: on SQLite they
+        # must not take the write lock.
+        self.read_engine: AsyncEngine = self.engine
+        if self.backend == "sqlite":
+            _dialects.install_sqlite_recipe(self.engine, sqlite_begin)
+            self.read_engine = self.engine.execution_options(sqlite_begin="DEFERRED")
+        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+        self.read_sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.read_engine, expire_on_commit=False
+        )
+        self._bases: list[type[Any]] = []
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+    def bind(self, base: type[Any]) -> type[Any]:
+        """Bind *base* and all its subclasses to this database.
+
+        Manager calls on those models run here when no session is active
+        (autocommit: each call in its own short transaction). Returns *base*, so
+        it also works as a class decorator.
+        """
+        if not hasattr(base, "metadata"):
+            raise ConfigurationError(
+                f"{base.__name__} has no metadata: bind a DeclarativeBase subclass "
+                "(class Base(ManagerMixin, DeclarativeBase)) or a mapped model."
+            )
+        type.__setattr__(base, _BINDING_ATTR, self)
+        if base not in self._bases:
+            self._bases.append(base)
+        return base
+
+    def _metadatas(self) -> list[Any]:
+        seen: list[Any] = []
+        for base in self._bases:
+            if base.metadata not in seen:
+                seen.append(base.metadata)
+        return seen
+
+    async def create_all(self) -> None:
+        """CREATE every table of the models bound to this database (if missing)."""
+        async with self.engine.begin() as conn:
+            for metadata in self._metadatas():
+                await conn.run_sync(metadata.create_all)
+
+    async def drop_all(self) -> None:
+        """DROP every table of the models bound to this database (if present)."""
+        async with self.engine.begin() as conn:
+            for metadata in reversed(self._metadatas()):
+                await conn.run_sync(metadata.drop_all)
+
+    async def dispose(self) -> None:
+        """Close every pooled connection (call at shutdown)."""
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncGenerator[AsyncSession]:
+        """Open a session that manager calls inside the block use.
+
+        The block owns the transaction: it commits when the block exits normally
+        and rolls back when it raises (or is cancelled). Manager calls inside only
+        flush. Tasks started inside the block share the session; their manager
+        calls are serialised.
+        """
+        session = self.sessionmaker()
+        token = enter_session(session)
+        try:
+            yield session
+            await session.commit()
+        finally:
+            leave_session(token)
+            # close() rolls back whatever is still open and returns the connection.
+            await shielded(session.close())
+
+
+def bound_database(model: type[Any]) -> Database | None:
+    """Return the Database that *model* (or one of its bases) is bound to."""
+    db: Database | None = getattr(model, _BINDING_ATTR, None)
+    return db

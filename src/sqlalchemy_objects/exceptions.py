@@ -1,0 +1,72 @@
+"""
+Exceptions raised by sqlalchemy-objects.
+
+* ObjectsError                base: catch this to catch everything we raise
+  + ConfigurationError        no session, no bound Database, bad URL or option
+  + FieldError                unknown field or lookup: names model, name, choices
+  + ObjectDoesNotExist        base of every Model.DoesNotExist (also a LookupError)
+  + MultipleObjectsReturned   base of every Model.MultipleObjectsReturned
+
+SQLAlchemy's own errors (``IntegrityError``, ``OperationalError``, ...) pass through
+unwrapped; ``get_or_create`` re-raises the original ``IntegrityError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class ObjectsError(Exception):
+    """Base class of every error sqlalchemy-objects raises on purpose."""
+
+
+class ConfigurationError(ObjectsError):
+    """The library is not set up for this call: no session, no database, bad option."""
+
+
+class FieldError(ObjectsError, TypeError):
+    """A field or lookup name that the model does not have."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: type[Any] | None = None,
+        name: str | None = None,
+        valid: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.name = name
+        self.valid = tuple(valid)
+
+
+class ObjectDoesNotExist(ObjectsError, LookupError):
+    """No row matched the lookup of ``get()``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: type[Any] | None = None,
+        lookup: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.lookup = dict(lookup or {})
+
+
+class MultipleObjectsReturned(ObjectsError):
+    """More than one row matched the lookup of ``get()``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: type[Any] | None = None,
+        lookup: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.lookup = dict(lookup or {})

@@ -1,0 +1,205 @@
+"""Django-style ``field__op=value`` lookups turned into SQLAlchemy expressions.
+
+Names are resolved against the model's mapper, never interpolated into SQL:
+an unknown field or lookup raises :class:`FieldError` before any statement is
+built. ``a__b=x`` follows relationships with ``has()`` / ``any()`` (an EXISTS
+subquery), so one-to-many lookups never duplicate rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, and_, inspect, null
+from sqlalchemy.exc import NoInspectionAvailable
+from sqlalchemy.orm import Mapper, RelationshipProperty
+
+from .exceptions import ConfigurationError, FieldError
+
+LOOKUP_SEP: Final = "__"
+
+_Op = Callable[[Any, Any], ColumnElement[bool]]
+
+
+def _escape_like(value: Any) -> str:
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _exact(col: Any, value: Any) -> ColumnElement[bool]:
+    return col.is_(null()) if value is None else col == value  # type: ignore[no-any-return]
+
+
+def _in(col: Any, value: Any) -> ColumnElement[bool]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"__in needs a list, tuple or set of values, not {value!r}")
+    return col.in_(list(value))  # type: ignore[no-any-return]
+
+
+def _range(col: Any, value: Any) -> ColumnElement[bool]:
+    low, high = value
+    return col.between(low, high)  # type: ignore[no-any-return]
+
+
+def _isnull(col: Any, value: Any) -> ColumnElement[bool]:
+    if not isinstance(value, bool):
+        raise TypeError(f"__isnull needs True or False, not {value!r}")
+    return col.is_(null()) if value else col.is_not(null())  # type: ignore[no-any-return]
+
+
+OPERATORS: Final[dict[str, _Op]] = {
+    "exact": _exact,
+    "iexact": lambda c, v: c.ilike(_escape_like(v), escape="\\"),
+    "contains": lambda c, v: c.like(f"%{_escape_like(v)}%", escape="\\"),
+    "icontains": lambda c, v: c.ilike(f"%{_escape_like(v)}%", escape="\\"),
+    "startswith": lambda c, v: c.like(f"{_escape_like(v)}%", escape="\\"),
+    "istartswith": lambda c, v: c.ilike(f"{_escape_like(v)}%", escape="\\"),
+    "endswith": lambda c, v: c.like(f"%{_escape_like(v)}", escape="\\"),
+    "iendswith": lambda c, v: c.ilike(f"%{_escape_like(v)}", escape="\\"),
+    "in": _in,
+    "gt": lambda c, v: c > v,
+    "gte": lambda c, v: c >= v,
+    "lt": lambda c, v: c < v,
+    "lte": lambda c, v: c <= v,
+    "range": _range,
+    "isnull": _isnull,
+}
+
+
+def mapper_of(model: type[Any]) -> Mapper[Any]:
+    """Return the mapper of *model*, or raise ConfigurationError if it has none."""
+    try:
+        mapper: Mapper[Any] = inspect(model)
+    except NoInspectionAvailable:
+        raise ConfigurationError(
+            f"{model.__name__} is not a mapped class: give it a __tablename__ and "
+            "columns, or use the manager of a concrete model."
+        ) from None
+    return mapper
+
+
+def field_names(mapper: Mapper[Any]) -> list[str]:
+    """Return the names a lookup or a create may use on *mapper*, sorted."""
+    return sorted(mapper.attrs.keys())
+
+
+def _no_field(
+    model: type[Any], mapper: Mapper[Any], name: str, full: str
+) -> FieldError:
+    valid = field_names(mapper)
+    where = "" if name == full else f" (in lookup {full!r})"
+    return FieldError(
+        f"Cannot resolve {name!r} into a field of {model.__name__}{where}. "
+        f"Choices are: {', '.join(valid)}.",
+        model=model,
+        name=name,
+        valid=valid,
+    )
+
+
+def _resolve(
+    model: type[Any], parts: list[str], value: Any, full: str
+) -> ColumnElement[bool]:
+    mapper = mapper_of(model)
+    name = parts[0]
+    if name == "pk" and "pk" not in mapper.attrs:
+        pk = mapper.primary_key
+        if len(pk) != 1:
+            raise FieldError(
+                f"{model.__name__} has a composite primary key; name its columns "
+                f"instead of 'pk' ({', '.join(str(c.key) for c in pk)}).",
+                model=model,
+                name="pk",
+                valid=field_names(mapper),
+            )
+        name = mapper.get_property_by_column(pk[0]).key
+    prop = mapper.attrs.get(name)
+    if prop is None:
+        raise _no_field(model, mapper, parts[0], full)
+    attr = getattr(model, name)
+    rest = parts[1:]
+    if isinstance(prop, RelationshipProperty):
+        target = prop.mapper.class_
+        if rest and rest[0] not in OPERATORS:
+            inner = _resolve(target, rest, value, full)
+            return attr.any(inner) if prop.uselist else attr.has(inner)  # type: ignore[no-any-return]
+        op = rest[0] if rest else "exact"
+        if op == "isnull":
+            present = attr.any() if prop.uselist else attr.has()
+            return ~present if _isnull_flag(value) else present  # type: ignore[no-any-return]
+        if op != "exact" or prop.uselist:
+            raise FieldError(
+                f"Unsupported lookup {op!r} on relationship {model.__name__}.{name}; "
+                f"use {name}__<field>=... or {name}=<{target.__name__} instance>.",
+                model=model,
+                name=f"{name}__{op}",
+                valid=sorted(prop.mapper.attrs.keys()),
+            )
+        return attr == value  # type: ignore[no-any-return]
+    if len(rest) > 1 or (rest and rest[0] not in OPERATORS):
+        bad = LOOKUP_SEP.join(rest)
+        raise FieldError(
+            f"Unsupported lookup {bad!r} for {model.__name__}.{name} in {full!r}. "
+            f"Valid lookups are: {', '.join(sorted(OPERATORS))}.",
+            model=model,
+            name=full,
+            valid=sorted(OPERATORS),
+        )
+    op = rest[0] if rest else "exact"
+    return OPERATORS[op](attr, value)
+
+
+def _isnull_flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"__isnull needs True or False, not {value!r}")
+    return value
+
+
+def build_where(
+    model: type[Any], lookup: Mapping[str, Any]
+) -> ColumnElement[bool] | None:
+    """Return the AND of *lookup*'s conditions on *model*, or None if it is empty."""
+    clauses = [
+        _resolve(model, key.split(LOOKUP_SEP), value, key)
+        for key, value in lookup.items()
+    ]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else and_(*clauses)
+
+
+def creation_values(model: type[Any], lookup: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the exact-match part of *lookup* as constructor values (Django's rule).
+
+    ``field`` and ``field__exact`` become ``field``; ``pk`` becomes the primary-key
+    attribute; anything else with ``__`` only filters.
+    """
+    mapper = mapper_of(model)
+    values: dict[str, Any] = {}
+    for key, value in lookup.items():
+        parts = key.split(LOOKUP_SEP)
+        if len(parts) == 2 and parts[1] == "exact":
+            parts = parts[:1]
+        if len(parts) != 1:
+            continue
+        name = parts[0]
+        if name == "pk" and "pk" not in mapper.attrs and len(mapper.primary_key) == 1:
+            name = mapper.get_property_by_column(mapper.primary_key[0]).key
+        values[name] = value
+    return values
+
+
+def check_field_names(model: type[Any], names: Iterable[str], what: str) -> None:
+    """Raise FieldError listing every name in *names* that *model* cannot take."""
+    mapper = mapper_of(model)
+    bad = sorted({n for n in names if n not in mapper.attrs})
+    if bad:
+        valid = field_names(mapper)
+        raise FieldError(
+            f"Invalid field name(s) for model {model.__name__} in {what}: "
+            f"{', '.join(repr(b) for b in bad)}. Choices are: {', '.join(valid)}.",
+            model=model,
+            name=bad[0],
+            valid=valid,
+        )

@@ -1,0 +1,97 @@
+"""The ambient session (a ContextVar) and the lock that serialises its users.
+
+``async with db.session():`` stores its ``AsyncSession`` in :data:`_ambient`.
+Tasks started inside the block inherit the value (asyncio copies the context),
+so they share the session and its transaction. An ``AsyncSession`` allows one
+operation at a time; :class:`SessionLock` queues the manager calls of sibling
+tasks instead of letting SQLAlchemy fail with "concurrent operations are not
+permitted".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Coroutine
+from contextlib import asynccontextmanager
+from contextvars import ContextVar, Token
+from typing import Any, Final, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_T = TypeVar("_T")
+
+_LOCK_KEY: Final = "sqlalchemy_objects.lock"
+
+_ambient: ContextVar[AsyncSession | None] = ContextVar(
+    "sqlalchemy_objects_session", default=None
+)
+
+
+def enter_session(session: AsyncSession) -> Token[AsyncSession | None]:
+    """Make *session* the ambient session of this task (and of tasks it starts)."""
+    return _ambient.set(session)
+
+
+def leave_session(token: Token[AsyncSession | None]) -> None:
+    """Restore the ambient session that was current before :func:`enter_session`."""
+    _ambient.reset(token)
+
+
+def current_session() -> AsyncSession | None:
+    """Return the session of the innermost ``db.session()`` around this task, if any."""
+    return _ambient.get()
+
+
+class SessionLock:
+    """An asyncio lock that the task holding it may take again (re-entrant).
+
+    Re-entrancy matters because a callable in ``defaults`` may itself query
+    through the same session while ``get_or_create`` holds the lock.
+    """
+
+    __slots__ = ("_depth", "_lock", "_owner")
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncGenerator[None]:
+        """Hold the lock for the body of an ``async with``."""
+        task = asyncio.current_task()
+        if self._owner is task and task is not None:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        async with self._lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
+
+
+def lock_for(session: AsyncSession) -> SessionLock:
+    """Return the lock kept with *session* (created on first use)."""
+    lock: SessionLock | None = session.info.get(_LOCK_KEY)
+    if lock is None:
+        lock = session.info[_LOCK_KEY] = SessionLock()
+    return lock
+
+
+async def shielded(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run *coro* to completion even if the calling task is cancelled meanwhile.
+
+    Cleanup (closing a session, returning a connection) must not be cut short:
+    a half-done close leaves a connection checked out or a transaction open.
+    """
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise

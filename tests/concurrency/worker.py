@@ -1,0 +1,69 @@
+"""A worker process for the multi-process race: many tasks racing on one key per round.
+
+Each process opens its own Database (its own pool), waits at a cross-process
+barrier, then fires its tasks at once. It reports, per round, how many of its
+calls created the row and the exceptions it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from sqlalchemy_objects import Database
+from tests.models import Base, User
+
+
+async def _race(
+    url: str, rounds: int, tasks: int, barrier: Any, in_session: bool
+) -> list[tuple[int, list[str]]]:
+    db = Database(url, pool_size=tasks, max_overflow=0)
+    db.bind(Base)
+    report: list[tuple[int, list[str]]] = []
+
+    async def one(key: str, go: asyncio.Event) -> bool:
+        await go.wait()
+        if in_session:
+            async with db.session():
+                _, created = await User.objects.get_or_create(username=key)
+        else:
+            _, created = await User.objects.get_or_create(username=key)
+        return created
+
+    try:
+        # Open the pool's connections before the first round, so that the
+        # release is not spread out by connection set-up.
+        await asyncio.gather(*(User.objects.count() for _ in range(tasks)))
+        for round_no in range(rounds):
+            go = asyncio.Event()
+            pending = [
+                asyncio.ensure_future(one(f"round-{round_no}", go))
+                for _ in range(tasks)
+            ]
+            await asyncio.sleep(0)  # every task is now parked on `go`
+            await asyncio.to_thread(barrier.wait)  # all processes are here
+            go.set()
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            created = sum(1 for r in results if r is True)
+            errors = [
+                f"{type(r).__name__}: {r}"
+                for r in results
+                if isinstance(r, BaseException)
+            ]
+            report.append((created, errors))
+    finally:
+        await db.dispose()
+    return report
+
+
+def run(
+    url: str, rounds: int, tasks: int, barrier: Any, in_session: bool, out: Any
+) -> None:
+    """Process entry point: race, then put the report on *out*."""
+    threading.current_thread().name = "race-worker"
+    try:
+        out.put(asyncio.run(_race(url, rounds, tasks, barrier, in_session)))
+    except BaseException as exc:
+        barrier.abort()
+        out.put([(0, [f"worker crashed: {type(exc).__name__}: {exc}"])])

@@ -1,0 +1,62 @@
+"""The models every test uses (imported by worker processes too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from sqlalchemy_objects import Manager, ManagerMixin, QuerySet
+
+
+class Base(ManagerMixin, DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(128), default="")
+    nickname: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    status: Mapped[str] = mapped_column(String(16), server_default="new")
+    age: Mapped[int] = mapped_column(default=0)
+
+    articles: Mapped[list[Article]] = relationship(back_populates="author")
+
+    __table_args__ = (CheckConstraint("age >= 0", name="ck_users_age"),)
+
+
+class PublishedManager(Manager["Article"]):
+    """Only published articles (a custom manager, as in Django)."""
+
+    def get_queryset(self) -> QuerySet[Article]:
+        return super().get_queryset().filter(published=True)
+
+
+class Article(Base):
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), unique=True)
+    published: Mapped[bool] = mapped_column(default=False)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+    author: Mapped[User] = relationship(back_populates="articles")
+
+    published_objects = PublishedManager()
+
+
+class Note(Base):
+    """A side table for "the caller's earlier writes"."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(200))
+
+
+def user_values(**overrides: Any) -> dict[str, Any]:
+    return {"username": "ann", "email": "ann@example.com", **overrides}
