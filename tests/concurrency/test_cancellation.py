@@ -1,0 +1,77 @@
+"""Cancelled calls leave nothing behind: no checked-out connection, no open
+transaction, no half-written row, and the next calls work."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from sqlalchemy import select
+
+from sqlalchemy_objects import Database
+from tests.conftest import open_transactions, settle
+from tests.models import Note, User
+
+ROUNDS = 10
+CALLS = 100
+KEYS = 20
+
+
+@pytest.mark.parametrize("mode", ["autocommit", "session"])
+async def test_cancelled_get_or_create_leaves_nothing_behind(
+    db: Database, mode: str
+) -> None:
+    """100 in-flight get_or_create calls per round, 70 % of them cancelled after a
+    random delay (before, during or after the savepoint and the commit), 10 rounds."""
+    rng = random.Random(20261122)
+    loop = asyncio.get_running_loop()
+    outcomes = {"done": 0, "cancelled": 0}
+
+    async def call(i: int) -> None:
+        key = f"k{i % KEYS}"
+        if mode == "session":
+            async with db.session():
+                await Note.objects.create(text=key)
+                await User.objects.get_or_create(
+                    username=key, defaults={"email": f"mail-{key}"}
+                )
+        else:
+            await User.objects.get_or_create(
+                username=key, defaults={"email": f"mail-{key}"}
+            )
+
+    for _ in range(ROUNDS):
+        tasks = [asyncio.ensure_future(call(i)) for i in range(CALLS)]
+        for task in tasks:
+            if rng.random() < 0.7:  # the rest run to completion
+                loop.call_later(rng.uniform(0, 0.2), task.cancel)
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, asyncio.CancelledError):
+                outcomes["cancelled"] += 1
+            elif result is None:
+                outcomes["done"] += 1
+            else:
+                raise result
+        await User.objects.filter(
+            username__startswith="k"
+        ).count()  # the pool still serves
+    await settle()
+    # Both outcomes happened, so the cancellations really hit calls in flight.
+    assert outcomes["cancelled"] > 0, outcomes
+    assert outcomes["done"] > 0, outcomes
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert await open_transactions(db) == 0
+    async with db.session() as session:
+        users = (await session.execute(select(User.username, User.email))).all()
+        notes = set((await session.scalars(select(Note.text))).all())
+    # No half-written row: every row has the values of the call that created it.
+    assert all(email == f"mail-{name}" for name, email in users), users
+    # A session's writes commit together or not at all.
+    assert notes <= {name for name, _ in users}
+    # New calls work.
+    user, created = await User.objects.get_or_create(
+        username="after", defaults={"email": "mail-after"}
+    )
+    assert created
+    assert user.email == "mail-after"
