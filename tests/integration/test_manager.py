@@ -354,3 +354,21 @@ async def test_get_or_create_integrity_errors_outside_a_session(
         await User.objects.get_or_create(username="bob", defaults={"nickname": "taken"})
     assert sql.selects_on("users") == 2  # the get and exactly one retried get
     assert await User.objects.count() == 1
+
+
+async def test_a_defaults_callable_may_query_the_same_session(db: Database) -> None:
+    """The session lock is re-entrant: an async default that queries does not deadlock."""
+
+    async def next_nickname() -> str:
+        return f"user-{await User.objects.count() + 1}"
+
+    async with db.session():
+        await User.objects.create(username="first")
+        user, created = await asyncio.wait_for(
+            User.objects.get_or_create(
+                username="ann", defaults={"nickname": next_nickname}
+            ),
+            timeout=10,
+        )
+    assert created
+    assert user.nickname == "user-2"
