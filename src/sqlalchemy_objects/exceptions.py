@@ -42,31 +42,24 @@ class FieldError(ObjectsError, TypeError):
         self.valid = tuple(valid)
 
 
-class ObjectDoesNotExist(ObjectsError, LookupError):
+class _ModelLookupError(ObjectsError):
+    """A get() matched the wrong number of rows; carries .model and .lookup."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: type[Any] | None = None,
+        lookup: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.lookup = dict(lookup or {})
+
+
+class ObjectDoesNotExist(_ModelLookupError, LookupError):
     """No row matched the lookup of ``get()``."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        model: type[Any] | None = None,
-        lookup: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.model = model
-        self.lookup = dict(lookup or {})
 
-
-class MultipleObjectsReturned(ObjectsError):
+class MultipleObjectsReturned(_ModelLookupError):
     """More than one row matched the lookup of ``get()``."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        model: type[Any] | None = None,
-        lookup: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.model = model
-        self.lookup = dict(lookup or {})

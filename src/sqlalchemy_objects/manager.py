@@ -57,9 +57,6 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
         self._bound_model: type[ModelT] | None = None
         self._copies: dict[type[Any], Self] = {}
 
-    def __set_name__(self, owner: type[Any], name: str) -> None:
-        self.name = name
-
     @overload  # type: ignore[override]  # a custom manager keeps its own type
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
     @overload
