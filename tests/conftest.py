@@ -72,6 +72,7 @@ async def _db(backend: str, tmp_path: Path) -> AsyncGenerator[Database]:
     try:
         assert db.engine.pool.checkedout() == 0, "a connection was left checked out"  # type: ignore[attr-defined]
     finally:
+        await db.dispose()  # a test may have left dead connections in the pool
         await db.drop_all()
         await db.dispose()
 

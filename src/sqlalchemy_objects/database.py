@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,7 +21,15 @@ from . import _dialects
 from .exceptions import ConfigurationError
 from .session import enter_session, leave_session, shielded
 
-_BINDING_ATTR = "__sqlalchemy_objects_database__"
+_R = TypeVar("_R")
+
+_BINDING_ATTR: Final = "__sqlalchemy_objects_database__"
+_COMMIT_LOST_NOTE: Final = (
+    "sqlalchemy-objects: the connection was lost while COMMIT was in flight, so the "
+    "transaction may or may not have been committed. Check before writing again."
+)
+
+logger = logging.getLogger("sqlalchemy_objects")
 
 
 class Database:
@@ -122,6 +132,50 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection (call at shutdown)."""
         await self.engine.dispose()
+
+    async def run_read(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
+        """Run *work* in a short read transaction of its own (autocommit mode).
+
+        If the connection turns out to be dead (killed, server restarted), SQLAlchemy
+        invalidates the pool and *work* runs once more on a fresh connection: a read
+        is always safe to repeat.
+        """
+        try:
+            async with self.read_sessionmaker() as session:
+                return await work(session)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            logger.info("connection lost during a read; retrying it once: %s", exc.orig)
+        async with self.read_sessionmaker() as session:
+            return await work(session)
+
+    async def run_write(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
+        """Run *work* (which must flush) in a short transaction of its own and commit.
+
+        A connection found dead *before* COMMIT is sent means nothing was written, so
+        *work* runs once more on a fresh connection. A connection lost *during*
+        COMMIT is raised, with a note that the outcome is unknown.
+        """
+        for attempt in (1, 2):
+            async with self.sessionmaker() as session:
+                try:
+                    result = await work(session)
+                except DBAPIError as exc:
+                    if attempt == 2 or not exc.connection_invalidated:
+                        raise
+                    logger.info(
+                        "connection lost before COMMIT; retrying once: %s", exc.orig
+                    )
+                    continue
+                try:
+                    await session.commit()
+                except DBAPIError as exc:
+                    if exc.connection_invalidated:
+                        exc.add_note(_COMMIT_LOST_NOTE)
+                    raise
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @asynccontextmanager
     async def session(self) -> AsyncGenerator[AsyncSession]:

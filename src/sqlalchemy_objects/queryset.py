@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import inspect as _inspect
 import logging
-from collections.abc import AsyncGenerator, Generator, Mapping
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Generic, Self
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, func, inspect, not_, select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +25,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Mapper
 
 logger = logging.getLogger("sqlalchemy_objects")
+
+_R = TypeVar("_R")
 
 #: Like Django: fetch at most this many rows to report "more than 20" cheaply.
 MAX_GET_RESULTS: Final = 21
@@ -127,15 +128,12 @@ class QuerySet(Generic[ModelT]):
             )
         return db
 
-    @asynccontextmanager
-    async def _reading(self) -> AsyncGenerator[AsyncSession]:
+    async def _read(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
         target = self._resolve()
         if isinstance(target, Database):
-            async with target.read_sessionmaker() as session:
-                yield session
-        else:
-            async with lock_for(target).hold():
-                yield target
+            return await target.run_read(work)
+        async with lock_for(target).hold():
+            return await work(target)
 
     # -- terminal coroutines ----------------------------------------------------
 
@@ -143,27 +141,36 @@ class QuerySet(Generic[ModelT]):
         return self._fetch_all().__await__()
 
     async def _fetch_all(self) -> list[ModelT]:
-        async with self._reading() as session:
-            return list((await session.scalars(self.statement)).all())
+        stmt = self.statement
+
+        async def work(session: AsyncSession) -> list[ModelT]:
+            return list((await session.scalars(stmt)).all())
+
+        return await self._read(work)
 
     async def count(self) -> int:
         """Return the number of matching rows."""
         stmt = select(func.count()).select_from(self.statement.subquery())
-        async with self._reading() as session:
+
+        async def work(session: AsyncSession) -> int:
             return int((await session.scalar(stmt)) or 0)
+
+        return await self._read(work)
 
     async def exists(self) -> bool:
         """Return whether any row matches."""
         stmt = select(self.statement.exists())
-        async with self._reading() as session:
-            return bool(await session.scalar(stmt))
+        return bool(await self._read(lambda session: session.scalar(stmt)))
 
     async def first(self) -> ModelT | None:
         """Return the first matching row by primary key, or None."""
         mapper: Mapper[ModelT] = inspect(self.model)
         stmt = self.statement.order_by(*mapper.primary_key).limit(1)
-        async with self._reading() as session:
+
+        async def work(session: AsyncSession) -> ModelT | None:
             return (await session.scalars(stmt)).first()
+
+        return await self._read(work)
 
     async def get(self, **lookup: Any) -> ModelT:
         """Return the one row matching *lookup* (and this QuerySet's filters).
@@ -174,14 +181,12 @@ class QuerySet(Generic[ModelT]):
             FieldError: a name in *lookup* is not a field or lookup of the model.
         """
         qs = self.filter(**lookup)
-        async with qs._reading() as session:
-            return qs._one(await qs._fetch_for_get(session), lookup)
+        return qs._one(await qs._read(qs._fetch_for_get), lookup)
 
     async def get_or_none(self, **lookup: Any) -> ModelT | None:
         """Return the one row matching *lookup*, or None if there is none."""
         qs = self.filter(**lookup)
-        async with qs._reading() as session:
-            rows = await qs._fetch_for_get(session)
+        rows = await qs._read(qs._fetch_for_get)
         return None if not rows else qs._one(rows, lookup)
 
     async def create(self, **values: Any) -> ModelT:
@@ -191,17 +196,11 @@ class QuerySet(Generic[ModelT]):
         it runs in its own short transaction.
         """
         lookups.check_field_names(self.model, values, "create()")
-        obj = self.model(**values)
         target = self._resolve()
         if isinstance(target, Database):
-            async with target.sessionmaker() as session, session.begin():
-                session.add(obj)
-                await self._flush_new(session, obj)
-        else:
-            async with lock_for(target).hold():
-                target.add(obj)
-                await self._flush_new(target, obj)
-        return obj
+            return await target.run_write(lambda session: self._insert(session, values))
+        async with lock_for(target).hold():
+            return await self._insert(target, values)
 
     async def get_or_create(
         self, defaults: Mapping[str, Any] | None = None, **lookup: Any
@@ -263,7 +262,9 @@ class QuerySet(Generic[ModelT]):
         rows = await self._fetch_for_get(session)
         return None if not rows else self._one(rows, lookup)
 
-    async def _flush_new(self, session: AsyncSession, obj: ModelT) -> None:
+    async def _insert(self, session: AsyncSession, values: Mapping[str, Any]) -> ModelT:
+        obj = self.model(**values)
+        session.add(obj)
         await session.flush()
         # Server defaults the INSERT could not return (no RETURNING, or a column
         # SQLAlchemy does not fetch eagerly) are loaded now, while a connection is
@@ -276,6 +277,7 @@ class QuerySet(Generic[ModelT]):
         ]
         if missing:
             await session.refresh(obj, attribute_names=missing)
+        return obj
 
     @staticmethod
     async def _resolve_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,14 +299,13 @@ class QuerySet(Generic[ModelT]):
         obj = await self._first_or_none(session, lookup)
         if obj is not None:
             return obj, False
-        obj = self.model(**(await self._resolve_values(create_from)))
+        values = await self._resolve_values(create_from)
         # The caller's pending objects are flushed here, outside the try: their
         # errors are theirs, not a race of ours.
         await session.flush()
         try:
             async with session.begin_nested():  # a lost race costs only the savepoint
-                session.add(obj)
-                await self._flush_new(session, obj)
+                obj = await self._insert(session, values)
         except IntegrityError as exc:
             if not _dialects.is_unique_violation(exc, _backend(session)):
                 raise
@@ -321,16 +322,13 @@ class QuerySet(Generic[ModelT]):
     async def _get_or_create_autocommit(
         self, db: Database, create_from: Mapping[str, Any], lookup: Mapping[str, Any]
     ) -> tuple[ModelT, bool]:
-        async with db.read_sessionmaker() as session:
-            obj = await self._first_or_none(session, lookup)
+        obj = await db.run_read(lambda session: self._first_or_none(session, lookup))
         if obj is not None:
             return obj, False
-        obj = self.model(**(await self._resolve_values(create_from)))
+        values = await self._resolve_values(create_from)
         try:
             # The call owns this transaction, so it needs no savepoint.
-            async with db.sessionmaker() as session, session.begin():
-                session.add(obj)
-                await self._flush_new(session, obj)
+            obj = await db.run_write(lambda session: self._insert(session, values))
         except IntegrityError as exc:
             if not _dialects.is_unique_violation(exc, db.backend):
                 raise
@@ -338,8 +336,9 @@ class QuerySet(Generic[ModelT]):
                 "get_or_create lost a race for %s; retrying get()", self.model.__name__
             )
             # A fresh transaction sees the winner's row at any isolation level.
-            async with db.read_sessionmaker() as session:
-                found = await self._first_or_none(session, lookup)
+            found = await db.run_read(
+                lambda session: self._first_or_none(session, lookup)
+            )
             if found is None:
                 raise
             return found, False
