@@ -10,7 +10,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .exceptions import ConfigurationError
@@ -21,6 +21,9 @@ SqliteBegin = Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"]
 PG_UNIQUE_VIOLATION: Final = "23505"
 #: MySQL/MariaDB ER_DUP_ENTRY (unique keys and primary keys).
 MYSQL_DUP_ENTRY: Final = 1062
+#: MySQL/MariaDB ER_SP_DOES_NOT_EXIST: the savepoint is gone because InnoDB rolled
+#: back the whole transaction (a deadlock or a lock wait timeout).
+MYSQL_SAVEPOINT_MISSING: Final = 1305
 #: SQLite extended result codes that mean "a unique or primary key fired".
 SQLITE_UNIQUE_ERRORS: Final = frozenset(
     {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
@@ -89,11 +92,31 @@ def is_unique_violation(exc: IntegrityError, backend: str) -> bool:
     return False
 
 
+def savepoint_was_lost(exc: DBAPIError, backend: str) -> bool:
+    """Tell whether *exc* says the savepoint vanished with its whole transaction."""
+    if backend != "mysql":
+        return False
+    args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+    return bool(args) and args[0] == MYSQL_SAVEPOINT_MISSING
+
+
+def locking_read_sees_latest(backend: str) -> bool:
+    """Tell whether a locking read (``LOCK IN SHARE MODE``) sees rows committed
+    after the transaction's snapshot.
+
+    InnoDB's locking reads always read the latest committed version, so on
+    MySQL/MariaDB the re-read after a lost race finds the winner even under
+    REPEATABLE READ. PostgreSQL's ``FOR SHARE`` still reads from the snapshot.
+    """
+    return backend == "mysql"
+
+
 def has_snapshot_reads(backend: str, isolation_level: str) -> bool:
     """Tell whether a re-read in this transaction may miss newer committed rows."""
-    # SQLite writers are serialised by the database lock: a conflicting row is
-    # always visible to the transaction that hits it.
-    return backend != "sqlite" and isolation_level.upper() in SNAPSHOT_LEVELS
+    # SQLite writers are serialised by the database lock, and MySQL/MariaDB re-read
+    # with a locking read (see locking_read_sees_latest): only PostgreSQL's
+    # snapshot can hide the winner's row.
+    return backend == "postgresql" and isolation_level.upper() in SNAPSHOT_LEVELS
 
 
 def install_sqlite_recipe(engine: AsyncEngine, begin: SqliteBegin) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, func, inspect, not_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import _dialects, exceptions, lookups
@@ -234,8 +234,13 @@ class QuerySet(Generic[ModelT]):
 
     # -- internals ----------------------------------------------------------------
 
-    async def _fetch_for_get(self, session: AsyncSession) -> list[ModelT]:
-        result = await session.scalars(self.statement.limit(MAX_GET_RESULTS))
+    async def _fetch_for_get(
+        self, session: AsyncSession, *, locking: bool = False
+    ) -> list[ModelT]:
+        stmt = self.statement.limit(MAX_GET_RESULTS)
+        if locking:
+            stmt = stmt.with_for_update(read=True)
+        result = await session.scalars(stmt)
         return list(result.all())
 
     def _one(self, rows: list[ModelT], lookup: Mapping[str, Any]) -> ModelT:
@@ -257,9 +262,9 @@ class QuerySet(Generic[ModelT]):
         )
 
     async def _first_or_none(
-        self, session: AsyncSession, lookup: Mapping[str, Any]
+        self, session: AsyncSession, lookup: Mapping[str, Any], *, locking: bool = False
     ) -> ModelT | None:
-        rows = await self._fetch_for_get(session)
+        rows = await self._fetch_for_get(session, locking=locking)
         return None if not rows else self._one(rows, lookup)
 
     async def _insert(self, session: AsyncSession, values: Mapping[str, Any]) -> ModelT:
@@ -312,11 +317,24 @@ class QuerySet(Generic[ModelT]):
             logger.debug(
                 "get_or_create lost a race for %s; retrying get()", self.model.__name__
             )
-            found = await self._first_or_none(session, lookup)  # exactly one retry
+            backend = _backend(session)
+            found = await self._first_or_none(  # exactly one retry
+                session, lookup, locking=_dialects.locking_read_sees_latest(backend)
+            )
             if found is None:
                 await self._note_snapshot(session, exc, lookup)
                 raise
             return found, False
+        except DBAPIError as exc:
+            # InnoDB rolls back the whole transaction on a deadlock, taking our
+            # savepoint with it; the failed ROLLBACK TO SAVEPOINT must not hide
+            # the deadlock, which is what the caller has to act on.
+            cause = exc.__context__
+            if _dialects.savepoint_was_lost(exc, _backend(session)) and isinstance(
+                cause, DBAPIError
+            ):
+                raise cause from None
+            raise
         return obj, True
 
     async def _get_or_create_autocommit(

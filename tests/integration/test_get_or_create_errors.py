@@ -146,13 +146,14 @@ async def test_callers_own_flush_error_is_not_taken_for_a_race(
     assert sql.count(lambda s: s.lstrip().upper().startswith("INSERT INTO USERS")) == 0
 
 
-@pytest.mark.parametrize("backend", SERVER_BACKENDS, indirect=True)
+@pytest.mark.postgresql
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_repeatable_read_lost_race_carries_a_note(
     backend: str, tmp_path: Path
 ) -> None:
-    """Under REPEATABLE READ the retried get cannot see a row committed after the
-    snapshot: the original IntegrityError is re-raised with a note to retry the
-    whole transaction. (On PostgreSQL SERIALIZABLE raises a serialization failure.)"""
+    """On PostgreSQL under REPEATABLE READ the retried get cannot see a row committed
+    after the snapshot: the original IntegrityError is re-raised with a note to retry
+    the whole transaction."""
     from tests.conftest import open_database
 
     db = await open_database(backend, tmp_path, isolation_level="REPEATABLE READ")
@@ -176,6 +177,35 @@ async def test_repeatable_read_lost_race_carries_a_note(
         # Outside the transaction the same call is race-proof: it finds the winner.
         user, created = await User.objects.get_or_create(username="ann")
         assert (created, user.email) == (False, "winner")
+    finally:
+        await db.drop_all()
+        await db.dispose()
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+async def test_mariadb_repeatable_read_lost_race_finds_the_winner(
+    backend: str, tmp_path: Path
+) -> None:
+    """On MySQL/MariaDB the retried get is a locking read, which InnoDB answers from
+    the latest committed data: under REPEATABLE READ the loser finds the winner."""
+    from tests.conftest import open_database
+
+    db = await open_database(backend, tmp_path, isolation_level="REPEATABLE READ")
+    try:
+
+        async def winner_commits_first() -> str:
+            await commit_competitor(db, "ann")
+            return "loser"
+
+        async with db.session():
+            await Note.objects.create(text="snapshot taken")
+            assert await Note.objects.count() == 1  # the snapshot starts here
+            user, created = await User.objects.get_or_create(
+                username="ann", defaults={"email": winner_commits_first}
+            )
+            assert (created, user.email) == (False, "winner")
+        assert await Note.objects.count() == 1
     finally:
         await db.drop_all()
         await db.dispose()
