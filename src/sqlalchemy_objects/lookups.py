@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, and_, inspect, null
-from sqlalchemy.exc import NoInspectionAvailable
+from sqlalchemy.exc import ArgumentError, NoInspectionAvailable
 from sqlalchemy.orm import Mapper, RelationshipProperty
 
 from .exceptions import ConfigurationError, FieldError
@@ -32,19 +32,15 @@ def _exact(col: Any, value: Any) -> ColumnElement[bool]:
 
 
 def _in(col: Any, value: Any) -> ColumnElement[bool]:
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise TypeError(f"__in needs a list, tuple or set of values, not {value!r}")
     return col.in_(list(value))  # type: ignore[no-any-return]
 
 
 def _range(col: Any, value: Any) -> ColumnElement[bool]:
-    low, high = value
+    low, high = list(value)
     return col.between(low, high)  # type: ignore[no-any-return]
 
 
 def _isnull(col: Any, value: Any) -> ColumnElement[bool]:
-    if not isinstance(value, bool):
-        raise TypeError(f"__isnull needs True or False, not {value!r}")
     return col.is_(null()) if value else col.is_not(null())  # type: ignore[no-any-return]
 
 
@@ -67,6 +63,32 @@ OPERATORS: Final[dict[str, _Op]] = {
 }
 
 
+def _check_value(root: type[Any], path: str, op: str, value: Any) -> None:
+    """Refuse a value that *op* cannot take, naming the model and the lookup."""
+    where = f"{root.__name__}.{path}__{op}"
+    if op == "isnull":
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} needs True or False, not {value!r}")
+    elif op == "in":
+        if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+            raise TypeError(
+                f"{where} needs a list, tuple or set of values, not {value!r}"
+            )
+    elif op == "range":
+        if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+            raise TypeError(f"{where} needs a (low, high) pair, not {value!r}")
+        _require_pair(where, value)
+    elif value is None and op != "exact":
+        raise ValueError(
+            f"Cannot use None as a query value for {where}; use {path}__isnull=True."
+        )
+
+
+def _require_pair(where: str, value: Any) -> None:
+    if len(list(value)) != 2:
+        raise ValueError(f"{where} needs exactly two values (low, high), not {value!r}")
+
+
 def mapper_of(model: type[Any]) -> Mapper[Any]:
     """Return the mapper of *model*, or raise ConfigurationError if it has none."""
     try:
@@ -85,21 +107,21 @@ def field_names(mapper: Mapper[Any]) -> list[str]:
 
 
 def _no_field(
-    model: type[Any], mapper: Mapper[Any], name: str, full: str
+    model: type[Any], mapper: Mapper[Any], name: str, full: str, root: type[Any]
 ) -> FieldError:
     valid = field_names(mapper)
-    where = "" if name == full else f" (in lookup {full!r})"
+    where = "" if name == full else f" (in lookup {full!r} on {root.__name__})"
     return FieldError(
         f"Cannot resolve {name!r} into a field of {model.__name__}{where}. "
         f"Choices are: {', '.join(valid)}.",
-        model=model,
+        model=root,
         name=name,
         valid=valid,
     )
 
 
 def _resolve(
-    model: type[Any], parts: list[str], value: Any, full: str
+    model: type[Any], parts: list[str], value: Any, full: str, root: type[Any]
 ) -> ColumnElement[bool]:
     mapper = mapper_of(model)
     name = parts[0]
@@ -116,23 +138,25 @@ def _resolve(
         name = mapper.get_property_by_column(pk[0]).key
     prop = mapper.attrs.get(name)
     if prop is None:
-        raise _no_field(model, mapper, parts[0], full)
+        raise _no_field(model, mapper, parts[0], full, root)
     attr = getattr(model, name)
     rest = parts[1:]
     if isinstance(prop, RelationshipProperty):
         target = prop.mapper.class_
         if rest and rest[0] not in OPERATORS:
-            inner = _resolve(target, rest, value, full)
+            inner = _resolve(target, rest, value, full, root)
             return attr.any(inner) if prop.uselist else attr.has(inner)  # type: ignore[no-any-return]
         op = rest[0] if rest else "exact"
         if op == "isnull":
+            _check_value(root, name, op, value)
             present = attr.any() if prop.uselist else attr.has()
-            return ~present if _isnull_flag(value) else present  # type: ignore[no-any-return]
+            return ~present if value else present  # type: ignore[no-any-return]
         if op != "exact" or prop.uselist:
             raise FieldError(
-                f"Unsupported lookup {op!r} on relationship {model.__name__}.{name}; "
+                f"Unsupported lookup {op!r} on relationship {model.__name__}.{name} "
+                f"(in lookup {full!r} on {root.__name__}); "
                 f"use {name}__<field>=... or {name}=<{target.__name__} instance>.",
-                model=model,
+                model=root,
                 name=f"{name}__{op}",
                 valid=sorted(prop.mapper.attrs.keys()),
             )
@@ -140,20 +164,21 @@ def _resolve(
     if len(rest) > 1 or (rest and rest[0] not in OPERATORS):
         bad = LOOKUP_SEP.join(rest)
         raise FieldError(
-            f"Unsupported lookup {bad!r} for {model.__name__}.{name} in {full!r}. "
+            f"Unsupported lookup {bad!r} for {model.__name__}.{name} in {full!r} "
+            f"on {root.__name__}. "
             f"Valid lookups are: {', '.join(sorted(OPERATORS))}.",
-            model=model,
+            model=root,
             name=full,
             valid=sorted(OPERATORS),
         )
     op = rest[0] if rest else "exact"
-    return OPERATORS[op](attr, value)
-
-
-def _isnull_flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"__isnull needs True or False, not {value!r}")
-    return value
+    _check_value(root, name, op, value)
+    try:
+        return OPERATORS[op](attr, value)
+    except ArgumentError as exc:  # e.g. age__gte=True: SQLAlchemy refuses the operand
+        raise TypeError(
+            f"{root.__name__}.{name}__{op} cannot take {value!r}: {exc}"
+        ) from exc
 
 
 def build_where(
@@ -161,7 +186,7 @@ def build_where(
 ) -> ColumnElement[bool] | None:
     """Return the AND of *lookup*'s conditions on *model*, or None if it is empty."""
     clauses = [
-        _resolve(model, key.split(LOOKUP_SEP), value, key)
+        _resolve(model, key.split(LOOKUP_SEP), value, key, model)
         for key, value in lookup.items()
     ]
     if not clauses:

@@ -222,6 +222,12 @@ class QuerySet(Generic[ModelT]):
                 than a lost race (another unique key, a foreign key, NOT NULL...).
         """
         qs = self.filter(**lookup)  # FieldError before any SQL
+        if defaults is not None and not isinstance(defaults, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"{self.model.__name__}.objects.get_or_create(defaults=...) takes a "
+                f"mapping of field names to values, not {type(defaults).__name__}; "
+                "to look up a field named 'defaults', use defaults__exact=..."
+            )
         defaults = dict(defaults or {})
         lookups.check_field_names(self.model, defaults, "get_or_create(defaults=...)")
         create_from = {**lookups.creation_values(self.model, lookup), **defaults}

@@ -150,10 +150,20 @@ def test_unsupported_lookup_shapes_raise_field_error() -> None:
         FieldError, match=r"Unsupported lookup 'exact' on relationship User\.articles"
     ):
         User.objects.filter(articles=1)
-    with pytest.raises(TypeError, match="__in needs a list"):
+    with pytest.raises(TypeError, match=r"User\.id__in needs a list"):
         User.objects.filter(id__in="123")
-    with pytest.raises(TypeError, match="__isnull needs True or False"):
+    with pytest.raises(TypeError, match=r"User\.nickname__isnull needs True or False"):
         User.objects.filter(nickname__isnull="yes")
+    with pytest.raises(TypeError, match=r"User\.articles__isnull needs True or False"):
+        User.objects.filter(articles__isnull=1)
+    with pytest.raises(
+        ValueError, match=r"Cannot use None as a query value for User\.age__gte"
+    ):
+        User.objects.filter(age__gte=None)
+    with pytest.raises(ValueError, match=r"User\.age__range needs exactly two values"):
+        User.objects.filter(age__range=(1, 2, 3))
+    with pytest.raises(TypeError, match=r"User\.age__range needs a \(low, high\) pair"):
+        User.objects.filter(age__range=5)
 
 
 def test_queryset_repr_never_queries() -> None:
@@ -184,3 +194,12 @@ async def test_session_lock_is_reentrant_for_its_owner_only() -> None:
         order.append("outer")
     await waiter
     assert order == ["inner", "outer", "other"]
+
+
+async def test_defaults_must_be_a_mapping() -> None:
+    """A non-mapping defaults is a TypeError naming the model, before any SQL."""
+    with pytest.raises(
+        TypeError,
+        match=r"User\.objects\.get_or_create\(defaults=\.\.\.\) takes a mapping",
+    ):
+        await User.objects.get_or_create(username="a", defaults="nope")  # type: ignore[arg-type]
