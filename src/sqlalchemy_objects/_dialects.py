@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,6 +28,9 @@ MYSQL_SAVEPOINT_MISSING: Final = 1305
 SQLITE_UNIQUE_ERRORS: Final = frozenset(
     {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
 )
+#: PostgreSQL SQLSTATEs that mean the server ended the session: admin_shutdown,
+#: crash_shutdown, cannot_connect_now (class 08, connection_exception, too).
+PG_SESSION_ENDED: Final = frozenset({"57P01", "57P02", "57P03"})
 #: Isolation levels under which a re-read cannot see rows committed after the
 #: transaction's snapshot was taken.
 SNAPSHOT_LEVELS: Final = frozenset({"REPEATABLE READ", "SERIALIZABLE"})
@@ -117,6 +120,35 @@ def has_snapshot_reads(backend: str, isolation_level: str) -> bool:
     # with a locking read (see locking_read_sees_latest): only PostgreSQL's
     # snapshot can hide the winner's row.
     return backend == "postgresql" and isolation_level.upper() in SNAPSHOT_LEVELS
+
+
+def is_connection_broken(orig: BaseException | None, backend: str) -> bool:
+    """Tell whether *orig* leaves its connection unusable (beyond what SQLAlchemy sees).
+
+    SQLAlchemy's asyncpg dialect asks the driver whether the connection is closed,
+    which can still be False while a terminated session is being torn down
+    ("connection was closed in the middle of operation"). asyncpg's
+    InternalClientError means the client-side protocol state is broken, for example
+    after a cancelled call met a killed connection; such a connection must not go
+    back to the pool.
+    """
+    if backend != "postgresql" or orig is None:
+        return False
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate.startswith("08") or sqlstate in PG_SESSION_ENDED:
+        return True
+    return type(orig.__cause__).__name__ == "InternalClientError"
+
+
+def install_disconnect_detection(engine: AsyncEngine, backend: str) -> None:
+    """Make SQLAlchemy invalidate connections :func:`is_connection_broken` flags."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if not context.is_disconnect and is_connection_broken(
+            context.original_exception, backend
+        ):
+            context.is_disconnect = True
 
 
 def install_sqlite_recipe(engine: AsyncEngine, begin: SqliteBegin) -> None:

@@ -79,6 +79,7 @@ class Database:
         # Reads outside a session use their own engine view: on SQLite they
         # must not take the write lock.
         self.read_engine: AsyncEngine = self.engine
+        _dialects.install_disconnect_detection(self.engine, self.backend)
         if self.backend == "sqlite":
             _dialects.install_sqlite_recipe(self.engine, sqlite_begin)
             self.read_engine = self.engine.execution_options(sqlite_begin="DEFERRED")
