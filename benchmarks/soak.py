@@ -128,7 +128,10 @@ async def worker_main(args: dict[str, Any], proc_no: int) -> dict[str, Any]:
     await asyncio.gather(sampler(), *(task(t) for t in range(args["tasks"])))
     await db.dispose()
     after_warmup = [kib for t, kib in rss_samples if t >= warm_until]
+    step = max(1, len(rss_samples) // 4)
+    quarters = [kib for _, kib in rss_samples[step - 1 :: step]][:4]
     return {
+        "rss_kib_by_quarter": quarters,
         "proc": proc_no,
         "calls": calls,
         "errors": dict(errors),
@@ -258,7 +261,8 @@ def main() -> None:
         growth_ok &= grew < 0.10
         print(
             f"process {r['proc']}: calls {r['calls']}, RSS after warm-up {warm} KiB, "
-            f"peak after warm-up {peak} KiB ({grew:+.1%}), end {r['rss_kib_end']} KiB"
+            f"peak after warm-up {peak} KiB ({grew:+.1%}), end {r['rss_kib_end']} KiB, "
+            f"by quarter {r['rss_kib_by_quarter']}"
         )
     result = {
         "command": command,

@@ -18,28 +18,41 @@ CALLS = 100
 KEYS = 20
 
 
+@pytest.mark.parametrize("workload", ["get_or_create", "mixed"])
 @pytest.mark.parametrize("mode", ["autocommit", "session"])
-async def test_cancelled_get_or_create_leaves_nothing_behind(
-    db: Database, mode: str
+async def test_cancelled_calls_leave_nothing_behind(
+    db: Database, mode: str, workload: str
 ) -> None:
-    """100 in-flight get_or_create calls per round, 70 % of them cancelled after a
-    random delay (before, during or after the savepoint and the commit), 10 rounds."""
+    """100 in-flight calls per round, 70 % of them cancelled after a random delay
+    (before, during or after the savepoint and the commit), 10 rounds. The mixed
+    workload picks get_or_create, create or get for each call."""
     rng = random.Random(20261122)
     loop = asyncio.get_running_loop()
     outcomes = {"done": 0, "cancelled": 0}
+
+    async def work(key: str) -> None:
+        op = (
+            "get_or_create"
+            if workload == "get_or_create"
+            else rng.choice(["get_or_create", "create", "get"])
+        )
+        if op == "get_or_create":
+            await User.objects.get_or_create(
+                username=key, defaults={"email": f"mail-{key}"}
+            )
+        elif op == "create":
+            await Note.objects.create(text=f"note-{key}")
+        else:
+            await User.objects.get_or_none(username=key)
 
     async def call(i: int) -> None:
         key = f"k{i % KEYS}"
         if mode == "session":
             async with db.session():
-                await Note.objects.create(text=key)
-                await User.objects.get_or_create(
-                    username=key, defaults={"email": f"mail-{key}"}
-                )
+                await Note.objects.create(text=f"side-{key}")
+                await work(key)
         else:
-            await User.objects.get_or_create(
-                username=key, defaults={"email": f"mail-{key}"}
-            )
+            await work(key)
 
     for _ in range(ROUNDS):
         tasks = [asyncio.ensure_future(call(i)) for i in range(CALLS)]
@@ -64,11 +77,19 @@ async def test_cancelled_get_or_create_leaves_nothing_behind(
     assert await open_transactions(db) == 0
     async with db.session() as session:
         users = (await session.execute(select(User.username, User.email))).all()
-        notes = set((await session.scalars(select(Note.text))).all())
-    # No half-written row: every row has the values of the call that created it.
+        notes = list((await session.scalars(select(Note.text))).all())
+    keys = {f"k{i}" for i in range(KEYS)}
+    # No half-written row: every row has the values of the call that wrote it.
     assert all(email == f"mail-{name}" for name, email in users), users
-    # A session's writes commit together or not at all.
-    assert notes <= {name for name, _ in users}
+    assert all(
+        text.split("-", 1)[0] in {"side", "note"} and text.split("-", 1)[1] in keys
+        for text in notes
+    )
+    if mode == "session" and workload == "get_or_create":
+        # A session's writes commit together or not at all.
+        assert {text.removeprefix("side-") for text in notes} <= {
+            name for name, _ in users
+        }
     # New calls work.
     user, created = await User.objects.get_or_create(
         username="after", defaults={"email": "mail-after"}

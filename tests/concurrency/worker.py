@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from sqlalchemy_objects import Database
-from tests.models import Base, User
+from tests.models import Base, Note, User
 
 
 async def _race(
@@ -67,3 +67,49 @@ def run(
     except BaseException as exc:
         barrier.abort()
         out.put([(0, [f"worker crashed: {type(exc).__name__}: {exc}"])])
+
+
+async def _write_mix(
+    url: str, ops: int, tasks: int, barrier: Any, proc_no: int
+) -> list[str]:
+    """Each task alternates autocommit creates, get_or_create on hot keys and
+    session blocks that do both; returns the exceptions seen (as text)."""
+    db = Database(url, pool_size=tasks, max_overflow=0)
+    db.bind(Base)
+    errors: list[str] = []
+
+    async def task(task_no: int) -> None:
+        for n in range(ops):
+            tag = f"p{proc_no}-t{task_no}-{n}"
+            try:
+                if n % 3 == 0:
+                    await Note.objects.create(text=tag)
+                elif n % 3 == 1:
+                    await User.objects.get_or_create(username=f"hot-{n % 10}")
+                    await Note.objects.create(text=tag)
+                else:
+                    async with db.session():
+                        await Note.objects.create(text=tag)
+                        await User.objects.get_or_create(
+                            username=f"hot-{(n + task_no) % 10}"
+                        )
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    try:
+        await asyncio.to_thread(barrier.wait)
+        await asyncio.gather(*(task(t) for t in range(tasks)))
+    finally:
+        await db.dispose()
+    return errors
+
+
+def write_mix(
+    url: str, ops: int, tasks: int, barrier: Any, proc_no: int, out: Any
+) -> None:
+    """Process entry point for the SQLite many-writers test."""
+    try:
+        out.put(asyncio.run(_write_mix(url, ops, tasks, barrier, proc_no)))
+    except BaseException as exc:
+        barrier.abort()
+        out.put([f"worker crashed: {type(exc).__name__}: {exc}"])
