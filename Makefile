@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install fmt lint typecheck test check bench docs demo services clean
+.PHONY: install fmt lint typecheck test check bench docs demo demo-api services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ docs: install
 
 demo: install
 	$(BIN)/python examples/demo.py
+
+demo-api: install
+	$(BIN)/uvicorn examples.fastapi_app:app --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf $(VENV) site dist .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

@@ -20,6 +20,7 @@ import os
 import random
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,10 @@ async def worker_main(args: dict[str, Any], proc_no: int) -> dict[str, Any]:
     calls = 0
     errors: collections.Counter[str] = collections.Counter()
     samples: dict[str, str] = {}
-    confirmed: list[str] = []
+    # Confirmed writes go to a file, not a list: a growing list would show up as
+    # RSS growth of the very process whose memory we watch.
+    confirmed_path = Path(args["spool"]) / f"confirmed-{proc_no}.txt"
+    confirmed = confirmed_path.open("w")
     rss_samples: list[tuple[float, int]] = []
 
     async def one(task_no: int, n: int) -> None:
@@ -97,7 +101,7 @@ async def worker_main(args: dict[str, Any], proc_no: int) -> dict[str, Any]:
         elif roll < 0.8:
             tag = f"p{proc_no}-t{task_no}-{n}"
             await SoakEvent.objects.create(tag=tag)
-            confirmed.append(tag)
+            confirmed.write(tag + "\n")
         else:
             await SoakKey.objects.get_or_none(key=key)
 
@@ -127,6 +131,7 @@ async def worker_main(args: dict[str, Any], proc_no: int) -> dict[str, Any]:
 
     await asyncio.gather(sampler(), *(task(t) for t in range(args["tasks"])))
     await db.dispose()
+    confirmed.close()
     after_warmup = [kib for t, kib in rss_samples if t >= warm_until]
     step = max(1, len(rss_samples) // 4)
     quarters = [kib for _, kib in rss_samples[step - 1 :: step]][:4]
@@ -136,7 +141,7 @@ async def worker_main(args: dict[str, Any], proc_no: int) -> dict[str, Any]:
         "calls": calls,
         "errors": dict(errors),
         "error_samples": samples,
-        "confirmed": confirmed,
+        "confirmed_file": str(confirmed_path),
         "rss_kib_at_warmup": after_warmup[0] if after_warmup else None,
         "rss_kib_peak_after_warmup": max(after_warmup) if after_warmup else None,
         "rss_kib_end": rss_samples[-1][1] if rss_samples else None,
@@ -215,6 +220,7 @@ def main() -> None:
     parser.add_argument("--cancel-rate", type=float, default=0.05)
     ns = parser.parse_args()
     args = vars(ns)
+    args["spool"] = tempfile.mkdtemp(prefix="soak-")
     asyncio.run(prepare(ns.url))
 
     ctx = multiprocessing.get_context("spawn")
@@ -230,7 +236,11 @@ def main() -> None:
     for proc in procs:
         proc.join()
     elapsed = time.monotonic() - started
-    confirmed = [tag for r in reports for tag in r["confirmed"]]
+    confirmed = [
+        tag
+        for r in reports
+        for tag in Path(r["confirmed_file"]).read_text().splitlines()
+    ]
     checks = asyncio.run(verify(ns.url, confirmed))
 
     errors: collections.Counter[str] = collections.Counter()
@@ -274,7 +284,9 @@ def main() -> None:
         "error_samples": samples,
         "checks": checks,
         "confirmed_rows": len(confirmed),
-        "workers": [{k: v for k, v in r.items() if k != "confirmed"} for r in reports],
+        "workers": [
+            {k: v for k, v in r.items() if k != "confirmed_file"} for r in reports
+        ],
     }
     out_file = Path(__file__).parent / "results" / f"soak-{datetime.date.today()}.json"
     out_file.parent.mkdir(exist_ok=True)
