@@ -22,6 +22,8 @@ from sqlalchemy_objects.fastapi import SessionMiddleware, lifespan, session_depe
 from tests.conftest import open_transactions, settle
 from tests.models import Note, User
 
+SLOW_CALLS = {"started": 0, "finished": 0}
+
 
 def build_app(db: Database) -> FastAPI:
     """/...: SessionMiddleware; /dep/...: session_dependency (two separate sub-apps,
@@ -49,9 +51,13 @@ def build_app(db: Database) -> FastAPI:
 
     @app.post("/slow/{name}")
     async def slow(name: str) -> dict[str, str]:
-        await Note.objects.create(text=name)
-        await asyncio.sleep(1.0)
-        return {"ok": name}
+        SLOW_CALLS["started"] += 1
+        try:
+            await Note.objects.create(text=name)
+            await asyncio.sleep(1.0)
+            return {"ok": name}
+        finally:
+            SLOW_CALLS["finished"] += 1
 
     @app.get("/stream")
     async def stream() -> StreamingResponse:
@@ -91,7 +97,12 @@ async def _server(db: Database) -> AsyncGenerator[Server]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = uvicorn.Config(
-        build_app(db), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        build_app(db),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_keep_alive=60,
     )
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())
@@ -156,17 +167,21 @@ async def test_client_disconnect_leaves_no_connection_checked_out(
 ) -> None:
     """Clients that give up mid-request leave no connection checked out and no
     transaction open once the server has finished with them."""
+    SLOW_CALLS.update(started=0, finished=0)
     async with httpx.AsyncClient(base_url=server.url, timeout=0.2) as client:
         results = await asyncio.gather(
             *(client.post(f"/slow/n{i}") for i in range(5)), return_exceptions=True
         )
     assert all(isinstance(r, httpx.TimeoutException) for r in results)
     # The server finishes the abandoned requests (one at a time on SQLite).
-    deadline = asyncio.get_running_loop().time() + 20
-    while db.engine.pool.checkedout() and asyncio.get_running_loop().time() < deadline:  # type: ignore[attr-defined]  # noqa: ASYNC110
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    pool = db.engine.pool
+    while loop.time() < deadline and (SLOW_CALLS["finished"] < 5 or pool.checkedout()):  # type: ignore[attr-defined]  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     await settle()
-    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert SLOW_CALLS == {"started": 5, "finished": 5}
+    assert pool.checkedout() == 0, pool.status()  # type: ignore[attr-defined]
     assert await open_transactions(db) == 0
 
 
