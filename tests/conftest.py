@@ -103,9 +103,8 @@ def _sql(db: Database) -> StatementLog:
     def _record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         log.statements.append(statement)
 
-    # On SQLite reads outside a session go through a second engine (read_engine).
-    for engine in {db.engine.sync_engine, db.read_engine.sync_engine}:
-        event.listen(engine, "before_cursor_execute", _record)
+    # db.read_engine is an option view of db.engine: it runs db.engine's listeners.
+    event.listen(db.engine.sync_engine, "before_cursor_execute", _record)
     return log
 
 

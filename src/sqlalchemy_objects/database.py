@@ -44,12 +44,8 @@ class Database:
         sqlite_begin: How SQLite transactions that may write start. ``IMMEDIATE``
             (the default) takes the write lock at BEGIN, so concurrent writers
             wait up to the busy timeout instead of failing with "database is
-            locked" when a read transaction upgrades. With ``IMMEDIATE`` or
-            ``EXCLUSIVE`` on a file database, sessions and writes share a pool of
-            one connection (``db.engine``), so this process's writers queue
-            there; reads made outside a session use ``DEFERRED`` on a second
-            pool (``db.read_engine``) that takes your pool options. Ignored by
-            other backends.
+            locked" when a read transaction upgrades. Reads made outside a
+            session always use ``DEFERRED``. Ignored by other backends.
         **engine_options: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
             On MySQL/MariaDB ``isolation_level`` defaults to ``READ COMMITTED``
             (as in Django); on SQLite the busy timeout defaults to 30 seconds
@@ -79,33 +75,14 @@ class Database:
             )
         options = _dialects.engine_defaults(self.url)
         options.update(engine_options)
-        self.engine: AsyncEngine
-        self.read_engine: AsyncEngine
-        if (
-            self.backend == "sqlite"
-            and sqlite_begin != "DEFERRED"
-            and _is_file(self.url)
-        ):
-            # SQLite has one writer at a time. Sessions and writes share a pool of
-            # exactly one connection, so writers of this process queue in the pool
-            # (handed over the moment a transaction ends) instead of polling in the
-            # driver's busy handler, which sleeps up to 100 ms between tries; the
-            # busy timeout then only arbitrates between processes. Reads outside a
-            # session use their own pool and BEGIN DEFERRED, and never wait.
-            writer = {**options, "pool_size": 1, "max_overflow": 0}
-            self.engine = create_async_engine(self.url, **writer)
-            self.read_engine = create_async_engine(self.url, **options)
-        else:
-            self.engine = create_async_engine(self.url, **options)
-            self.read_engine = self.engine
-        for engine in {self.engine, self.read_engine}:
-            _dialects.install_disconnect_detection(engine, self.backend)
-            if self.backend == "sqlite":
-                _dialects.install_sqlite_recipe(engine, sqlite_begin)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        # Reads outside a session use their own engine view: on SQLite they
+        # must not take the write lock.
+        self.read_engine: AsyncEngine = self.engine
+        _dialects.install_disconnect_detection(self.engine, self.backend)
         if self.backend == "sqlite":
-            self.read_engine = self.read_engine.execution_options(
-                sqlite_begin="DEFERRED"
-            )
+            _dialects.install_sqlite_recipe(self.engine, sqlite_begin)
+            self.read_engine = self.engine.execution_options(sqlite_begin="DEFERRED")
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
@@ -156,8 +133,6 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection (call at shutdown)."""
         await self.engine.dispose()
-        if self.read_engine.sync_engine.pool is not self.engine.sync_engine.pool:
-            await self.read_engine.dispose()
 
     async def run_read(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
         """Run *work* in a short read transaction of its own (autocommit mode).
@@ -232,10 +207,6 @@ class Database:
             leave_session(token)
             # close() rolls back whatever is still open and returns the connection.
             await shielded(session.close())
-
-
-def _is_file(url: URL) -> bool:
-    return url.database not in {None, "", ":memory:"} and "mode=memory" not in str(url)
 
 
 def bound_database(model: type[Any]) -> Database | None:

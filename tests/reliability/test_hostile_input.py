@@ -42,8 +42,7 @@ class Harness:
         self.db: Database = self.run(open_database(backend, tmp_path, pool_size=5))
         self.statements: list[str] = []
         self.counter = itertools.count()
-        for engine in {self.db.engine.sync_engine, self.db.read_engine.sync_engine}:
-            event.listen(engine, "before_cursor_execute", self._record)
+        event.listen(self.db.engine.sync_engine, "before_cursor_execute", self._record)
 
     def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.statements.append(statement)

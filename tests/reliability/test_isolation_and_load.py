@@ -170,7 +170,6 @@ async def test_pool_timeout_is_a_clear_error_and_leaks_nothing(
         ]
         assert others == []
         assert timeouts, "the pool never ran out; the test did not exhaust it"
-        # (On SQLite the writer pool has one connection: "limit of size 1".)
         assert all(
             "QueuePool limit of size" in str(t) and "timed out" in str(t)
             for t in timeouts
