@@ -230,8 +230,8 @@ class QuerySet(Generic[ModelT]):
             )
         defaults = dict(defaults or {})
         lookups.check_field_names(self.model, defaults, "get_or_create(defaults=...)")
+        # Lookup names were checked by filter(), defaults just above.
         create_from = {**lookups.creation_values(self.model, lookup), **defaults}
-        lookups.check_field_names(self.model, create_from, "get_or_create()")
         target = self._resolve()
         if isinstance(target, Database):
             return await qs._get_or_create_autocommit(target, create_from, lookup)

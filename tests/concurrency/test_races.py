@@ -7,7 +7,6 @@ Each round asserts on the database and on the callers: exactly one row, exactly 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -74,38 +73,19 @@ def test_processes_racing_on_one_key_create_one_row(
     """4 OS processes x 8 tasks, released together by a cross-process barrier, 10
     rounds: one row per key, exactly one created=True across all processes, no
     exception in any process."""
-    from tests.conftest import open_database
-
-    async def prepare() -> str:
-        db = await open_database(backend, tmp_path)
-        url = db.url.render_as_string(hide_password=False)
-        await db.dispose()
-        return url
-
-    url = asyncio.run(prepare())
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(PROCESSES, timeout=120)
-    out = ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=worker.run,
-            args=(
-                url,
-                PROCESS_ROUNDS,
-                TASKS_PER_PROCESS,
-                barrier,
-                mode == "session",
-                out,
-            ),
-        )
-        for _ in range(PROCESSES)
-    ]
-    for proc in procs:
-        proc.start()
-    reports = [out.get(timeout=300) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
-        assert proc.exitcode == 0
+    url = worker.prepared_url(backend, tmp_path)
+    reports = worker.run_in_processes(
+        PROCESSES,
+        worker.run,
+        lambda _, barrier, out: (
+            url,
+            PROCESS_ROUNDS,
+            TASKS_PER_PROCESS,
+            barrier,
+            mode == "session",
+            out,
+        ),
+    )
 
     errors = [e for report in reports for _, errs in report for e in errs]
     assert errors == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from sqlalchemy import func, select
 
 from sqlalchemy_objects import Database
 from tests.concurrency import worker
-from tests.conftest import open_database
 from tests.models import Note, User
 
 PROCESSES = 4
@@ -28,26 +26,13 @@ def test_many_writers_never_see_database_is_locked(
     locked" (or any other error) reaches a caller within the busy timeout, no write
     is lost, and each hot key has one row."""
 
-    async def prepare() -> str:
-        db = await open_database(backend, tmp_path)
-        url = db.url.render_as_string(hide_password=False)
-        await db.dispose()
-        return url
-
-    url = asyncio.run(prepare())
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(PROCESSES, timeout=120)
-    out = ctx.Queue()
-    procs = [
-        ctx.Process(target=worker.write_mix, args=(url, OPS, TASKS, barrier, p, out))
-        for p in range(PROCESSES)
-    ]
-    for proc in procs:
-        proc.start()
-    errors = [e for _ in procs for e in out.get(timeout=300)]
-    for proc in procs:
-        proc.join(timeout=60)
-        assert proc.exitcode == 0
+    url = worker.prepared_url(backend, tmp_path)
+    reports = worker.run_in_processes(
+        PROCESSES,
+        worker.write_mix,
+        lambda p, barrier, out: (url, OPS, TASKS, barrier, p, out),
+    )
+    errors = [e for report in reports for e in report]
     assert errors == []
 
     async def check() -> tuple[int, int, int]:

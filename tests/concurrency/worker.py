@@ -8,7 +8,10 @@ calls created the row and the exceptions it saw.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy_objects import Database
@@ -113,3 +116,41 @@ def write_mix(
     except BaseException as exc:
         barrier.abort()
         out.put([f"worker crashed: {type(exc).__name__}: {exc}"])
+
+
+def prepared_url(backend: str, tmp_path: Path) -> str:
+    """Create the test tables on *backend* and return its URL for child processes."""
+    from tests.conftest import open_database
+
+    async def prepare() -> str:
+        db = await open_database(backend, tmp_path)
+        url = db.url.render_as_string(hide_password=False)
+        await db.dispose()
+        return url
+
+    return asyncio.run(prepare())
+
+
+def run_in_processes(
+    count: int,
+    target: Callable[..., None],
+    args_for: Callable[[int, Any, Any], tuple[Any, ...]],
+) -> list[Any]:
+    """Start *count* spawned processes sharing a barrier and a result queue; return
+    what each put on the queue, after checking that every process exited cleanly.
+
+    ``args_for(process_no, barrier, queue)`` gives each process its arguments.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(count, timeout=120)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=target, args=args_for(p, barrier, out)) for p in range(count)
+    ]
+    for proc in procs:
+        proc.start()
+    reports = [out.get(timeout=300) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    return reports
