@@ -6,6 +6,7 @@ Only named facts and tiny functions live here. Errors are recognised by code
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Final, Literal
 
 from sqlalchemy import event
@@ -24,6 +25,11 @@ MYSQL_DUP_ENTRY: Final = 1062
 #: MySQL/MariaDB ER_SP_DOES_NOT_EXIST: the savepoint is gone because InnoDB rolled
 #: back the whole transaction (a deadlock or a lock wait timeout).
 MYSQL_SAVEPOINT_MISSING: Final = 1305
+#: MySQL/MariaDB ER_LOCK_DEADLOCK: InnoDB rolled back the whole transaction.
+MYSQL_DEADLOCK: Final = 1213
+#: PostgreSQL SQLSTATEs after which the whole transaction is gone and can be rerun:
+#: serialization_failure and deadlock_detected.
+PG_RERUNNABLE: Final = frozenset({"40001", "40P01"})
 #: SQLite extended result codes that mean "a unique or primary key fired".
 SQLITE_UNIQUE_ERRORS: Final = frozenset(
     {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
@@ -78,8 +84,34 @@ def engine_defaults(url: URL) -> dict[str, Any]:
         # re-read after a lost race cannot see the winner's row.
         return {"isolation_level": "READ COMMITTED"}
     if url.get_backend_name() == "sqlite":
-        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+        return {
+            "connect_args": {
+                "timeout": SQLITE_BUSY_TIMEOUT_S,
+                "factory": RollbackOnCloseConnection,
+            }
+        }
     return {}
+
+
+class RollbackOnCloseConnection(sqlite3.Connection):
+    """A sqlite3 connection that rolls back its open transaction when closed.
+
+    ``sqlite3_close_v2`` does not close a connection that still has prepared
+    statements: it turns it into a "zombie" that keeps its transaction, and so
+    the database's write lock, until the last statement is finalized. CPython's
+    sqlite3 connection sits in a reference cycle with its statement cache, so a
+    cancelled task whose connection SQLAlchemy closes mid-transaction can leave
+    every other writer waiting until the next cyclic garbage collection. Rolling
+    back first releases the lock at once.
+    """
+
+    def close(self) -> None:
+        try:
+            if self.in_transaction:
+                self.rollback()
+        except sqlite3.Error:  # already closed, or the rollback itself failed
+            pass
+        super().close()
 
 
 def is_unique_violation(exc: IntegrityError, backend: str) -> bool:
@@ -92,6 +124,18 @@ def is_unique_violation(exc: IntegrityError, backend: str) -> bool:
         return bool(args) and args[0] == MYSQL_DUP_ENTRY
     if backend == "sqlite":
         return getattr(orig, "sqlite_errorname", None) in SQLITE_UNIQUE_ERRORS
+    return False
+
+
+def transaction_must_rerun(exc: DBAPIError, backend: str) -> bool:
+    """Tell whether the server aborted the whole transaction (a deadlock or a
+    serialization failure): nothing in it was written, and rerunning it is the
+    documented remedy."""
+    if backend == "postgresql":
+        return getattr(exc.orig, "sqlstate", None) in PG_RERUNNABLE
+    if backend == "mysql":
+        args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+        return bool(args) and args[0] == MYSQL_DEADLOCK
     return False
 
 

@@ -29,6 +29,10 @@ _COMMIT_LOST_NOTE: Final = (
     "transaction may or may not have been committed. Check before writing again."
 )
 
+#: How many times an autocommit write is rerun after the server aborted its whole
+#: transaction (deadlock or serialization failure) before the error is raised.
+WRITE_RERUNS: Final = 3
+
 logger = logging.getLogger("sqlalchemy_objects")
 
 
@@ -74,7 +78,12 @@ class Database:
                 f"not {sqlite_begin!r}"
             )
         options = _dialects.engine_defaults(self.url)
-        options.update(engine_options)
+        for key, value in engine_options.items():
+            if key == "connect_args" and key in options:
+                # Merge: a user's timeout must not drop our connection factory.
+                options[key] = {**options[key], **value}
+            else:
+                options[key] = value
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         # Reads outside a session use their own engine view: on SQLite they
         # must not take the write lock.
@@ -154,29 +163,60 @@ class Database:
     async def run_write(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
         """Run *work* (which must flush) in a short transaction of its own and commit.
 
-        A connection found dead *before* COMMIT is sent means nothing was written, so
-        *work* runs once more on a fresh connection. A connection lost *during*
-        COMMIT is raised, with a note that the outcome is unknown.
+        Two failures mean that nothing was written, so *work* runs again:
+
+        - the connection was found dead *before* COMMIT was sent: once more, on
+          a fresh connection;
+        - the server aborted the whole transaction, a deadlock (InnoDB 1213,
+          PostgreSQL 40P01) or a serialization failure (40001): up to
+          :data:`WRITE_RERUNS` more times. InnoDB deadlocks on a unique index
+          when several callers insert the same key and the first one rolls back
+          (for instance because it was cancelled).
+
+        A connection lost *during* COMMIT is raised, with a note that the outcome
+        is unknown.
         """
-        for attempt in (1, 2):
+        reconnected = False
+        reruns = 0
+        while True:
             async with self.sessionmaker() as session:
                 try:
                     result = await work(session)
                 except DBAPIError as exc:
-                    if attempt == 2 or not exc.connection_invalidated:
+                    if exc.connection_invalidated and not reconnected:
+                        reconnected = True
+                        logger.info(
+                            "connection lost before COMMIT; retrying once: %s", exc.orig
+                        )
+                        continue
+                    if not self._may_rerun(exc, reruns):
                         raise
-                    logger.info(
-                        "connection lost before COMMIT; retrying once: %s", exc.orig
-                    )
+                    reruns += 1
                     continue
                 try:
                     await session.commit()
                 except DBAPIError as exc:
                     if exc.connection_invalidated:
                         exc.add_note(_COMMIT_LOST_NOTE)
-                    raise
+                        raise
+                    if not self._may_rerun(exc, reruns):
+                        raise
+                    reruns += 1
+                    continue
                 return result
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _may_rerun(self, exc: DBAPIError, reruns: int) -> bool:
+        if reruns >= WRITE_RERUNS or not _dialects.transaction_must_rerun(
+            exc, self.backend
+        ):
+            return False
+        logger.info(
+            "the server aborted the transaction; rerunning it (%d of %d): %s",
+            reruns + 1,
+            WRITE_RERUNS,
+            exc.orig,
+        )
+        return True
 
     @asynccontextmanager
     async def session(self) -> AsyncGenerator[AsyncSession]:

@@ -154,3 +154,25 @@ def run_in_processes(
         proc.join(timeout=60)
         assert proc.exitcode == 0
     return reports
+
+
+async def storm_call(db: Database, key: str, op: str, in_session: bool) -> None:
+    """One call of the cancellation storm: *op* on *key*, alone (autocommit) or
+    after a side row inside ``db.session()``."""
+
+    async def work() -> None:
+        if op == "get_or_create":
+            await User.objects.get_or_create(
+                username=key, defaults={"email": f"mail-{key}"}
+            )
+        elif op == "create":
+            await Note.objects.create(text=f"note-{key}")
+        else:
+            await User.objects.get_or_none(username=key)
+
+    if in_session:
+        async with db.session():
+            await Note.objects.create(text=f"side-{key}")
+            await work()
+    else:
+        await work()
