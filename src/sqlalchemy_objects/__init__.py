@@ -14,20 +14,27 @@ from .exceptions import (
     ObjectDoesNotExist,
     ObjectsError,
 )
+from .expressions import Avg, Count, Max, Min, Q, Sum
 from .manager import Manager, ManagerMixin
 from .queryset import QuerySet
 from .session import current_session
 
 __all__ = [
+    "Avg",
     "ConfigurationError",
+    "Count",
     "Database",
     "FieldError",
     "Manager",
     "ManagerMixin",
+    "Max",
+    "Min",
     "MultipleObjectsReturned",
     "ObjectDoesNotExist",
     "ObjectsError",
+    "Q",
     "QuerySet",
+    "Sum",
     "__version__",
     "current_session",
 ]

@@ -228,3 +228,29 @@ def check_field_names(model: type[Any], names: Iterable[str], what: str) -> None
             name=bad[0],
             valid=valid,
         )
+
+
+def column_of(model: type[Any], name: str, what: str) -> Any:
+    """Return the column attribute *name* of *model* (``pk`` allowed).
+
+    Raises FieldError naming the model, the name and the valid column names when
+    *name* is not a column (a relationship, a ``__`` path, a typo).
+    """
+    mapper = mapper_of(model)
+    if name == "pk" and "pk" not in mapper.attrs and len(mapper.primary_key) == 1:
+        name = mapper.get_property_by_column(mapper.primary_key[0]).key
+    if name not in mapper.column_attrs:
+        valid = sorted(mapper.column_attrs.keys())
+        hint = (
+            " Related fields are not supported here; query the related model."
+            if LOOKUP_SEP in name or name in mapper.relationships
+            else ""
+        )
+        raise FieldError(
+            f"Cannot resolve {name!r} into a column of {model.__name__} in {what}. "
+            f"Choices are: {', '.join(valid)}.{hint}",
+            model=model,
+            name=name,
+            valid=valid,
+        )
+    return getattr(model, name)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, overload
+from collections.abc import Iterable, Mapping, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    NoReturn,
+    Self,
+    overload,
+)
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import exceptions
 from ._typing import ModelT, OwnerT
 from .database import Database
+from .expressions import Aggregate, Q
 from .queryset import QuerySet
 
 if TYPE_CHECKING:
@@ -105,13 +115,25 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
         """Return a QuerySet of every row."""
         return self.get_queryset()
 
-    def filter(self, **lookup: Any) -> QuerySet[ModelT]:
-        """Return a QuerySet of the rows matching *lookup*."""
-        return self.get_queryset().filter(**lookup)
+    def filter(self, *args: Q, **lookup: Any) -> QuerySet[ModelT]:
+        """Return a QuerySet of the rows matching every ``Q`` and lookup."""
+        return self.get_queryset().filter(*args, **lookup)
 
-    def exclude(self, **lookup: Any) -> QuerySet[ModelT]:
-        """Return a QuerySet of the rows not matching *lookup*."""
-        return self.get_queryset().exclude(**lookup)
+    def exclude(self, *args: Q, **lookup: Any) -> QuerySet[ModelT]:
+        """Return a QuerySet of the rows not matching *args* and *lookup*."""
+        return self.get_queryset().exclude(*args, **lookup)
+
+    def order_by(self, *fields: str) -> QuerySet[ModelT]:
+        """Return a QuerySet ordered by *fields* (``"-name"`` descending)."""
+        return self.get_queryset().order_by(*fields)
+
+    def select_related(self, *fields: str) -> QuerySet[ModelT]:
+        """Return a QuerySet that JOINs the named many-to-one relationships."""
+        return self.get_queryset().select_related(*fields)
+
+    def prefetch_related(self, *fields: str) -> QuerySet[ModelT]:
+        """Return a QuerySet that loads the named relationships with SELECT ... IN."""
+        return self.get_queryset().prefetch_related(*fields)
 
     @property
     def statement(self) -> Select[ModelT]:
@@ -145,8 +167,78 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
         return await self.get_queryset().exists()
 
     async def first(self) -> ModelT | None:
-        """Return the row with the lowest primary key, or None."""
+        """Return the first row (by primary key unless the queryset is ordered)."""
         return await self.get_queryset().first()
+
+    async def last(self) -> ModelT | None:
+        """Return the last row (by primary key unless the queryset is ordered)."""
+        return await self.get_queryset().last()
+
+    async def update_or_create(
+        self,
+        defaults: Mapping[str, Any] | None = None,
+        create_defaults: Mapping[str, Any] | None = None,
+        **lookup: Any,
+    ) -> tuple[ModelT, bool]:
+        """Return ``(object, created)``; see :meth:`QuerySet.update_or_create`."""
+        return await self.get_queryset().update_or_create(
+            defaults, create_defaults, **lookup
+        )
+
+    async def bulk_create(
+        self,
+        objs: Iterable[ModelT],
+        batch_size: int | None = None,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Sequence[str] | None = None,
+        unique_fields: Sequence[str] | None = None,
+    ) -> list[ModelT]:
+        """Insert many objects; see :meth:`QuerySet.bulk_create`."""
+        return await self.get_queryset().bulk_create(
+            objs,
+            batch_size=batch_size,
+            ignore_conflicts=ignore_conflicts,
+            update_conflicts=update_conflicts,
+            update_fields=update_fields,
+            unique_fields=unique_fields,
+        )
+
+    async def in_bulk(
+        self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
+    ) -> dict[Any, ModelT]:
+        """Return ``{value: obj}``; see :meth:`QuerySet.in_bulk`."""
+        return await self.get_queryset().in_bulk(id_list, field_name=field_name)
+
+    async def values(self, *fields: str) -> list[dict[str, Any]]:
+        """Return every row as a dict; see :meth:`QuerySet.values`."""
+        return await self.get_queryset().values(*fields)
+
+    @overload
+    async def values_list(
+        self, *fields: str, flat: Literal[False] = False
+    ) -> list[tuple[Any, ...]]: ...
+    @overload
+    async def values_list(self, *fields: str, flat: Literal[True]) -> list[Any]: ...
+    async def values_list(
+        self, *fields: str, flat: bool = False
+    ) -> list[tuple[Any, ...]] | list[Any]:
+        """Return every row as a tuple; see :meth:`QuerySet.values_list`."""
+        if flat:
+            return await self.get_queryset().values_list(*fields, flat=True)
+        return await self.get_queryset().values_list(*fields)
+
+    async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        """Aggregate over every row; see :meth:`QuerySet.aggregate`."""
+        return await self.get_queryset().aggregate(*args, **kwargs)
+
+    async def update(self, **values: Any) -> int:
+        """Update every row of the table, as Django's ``Model.objects.update()``.
+
+        There is no ``Model.objects.delete()`` (Django has none either): deleting a
+        whole table takes the explicit ``Model.objects.all().delete()``.
+        """
+        return await self.get_queryset().update(**values)
 
 
 def _subclass_exception(

@@ -9,20 +9,40 @@ from __future__ import annotations
 
 import inspect as _inspect
 import logging
-from collections.abc import Awaitable, Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar, overload
 
-from sqlalchemy import ColumnElement, Select, and_, func, inspect, not_, select
+import sqlalchemy.orm
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import _dialects, exceptions, lookups
 from ._typing import ModelT
 from .database import Database, bound_database
-from .session import current_session, lock_for
+from .expressions import Aggregate, Q, negate
+from .session import current_session, lock_for, shielded
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Mapper
+    pass
 
 logger = logging.getLogger("sqlalchemy_objects")
 
@@ -30,6 +50,13 @@ _R = TypeVar("_R")
 
 #: Like Django: fetch at most this many rows to report "more than 20" cheaply.
 MAX_GET_RESULTS: Final = 21
+#: Rows fetched per round trip when a QuerySet is iterated with ``async for``.
+CHUNK_SIZE: Final = 100
+#: Values per statement in in_bulk(): far below every backend's bind-parameter
+#: limit (SQLite 32,766, asyncpg 32,767).
+IN_BULK_BATCH: Final = 1000
+
+_Lock = Literal["share", "update"] | None
 
 _SNAPSHOT_NOTE: Final = (
     "sqlalchemy-objects: get_or_create lost a race for {model} matching {lookup}, "
@@ -50,7 +77,15 @@ class QuerySet(Generic[ModelT]):
     QuerySet is awaited or a terminal coroutine is awaited.
     """
 
-    __slots__ = ("_target", "_where", "model")
+    __slots__ = (
+        "_limit",
+        "_offset",
+        "_options",
+        "_order",
+        "_target",
+        "_where",
+        "model",
+    )
 
     def __init__(
         self,
@@ -62,6 +97,11 @@ class QuerySet(Generic[ModelT]):
         self.model = model
         self._where = where
         self._target = target
+        self._order: tuple[str, ...] = ()
+        self._limit: int | None = None
+        self._offset = 0
+        # (relationship path, joined?) from select_related / prefetch_related
+        self._options: tuple[tuple[str, bool], ...] = ()
 
     def __repr__(self) -> str:
         return f"<QuerySet of {self.model.__name__}, {len(self._where)} condition(s)>"
@@ -74,9 +114,17 @@ class QuerySet(Generic[ModelT]):
     def _clone(self, **changes: Any) -> Self:
         clone = type(self).__new__(type(self))
         clone.model = self.model
-        clone._where = changes.get("where", self._where)
-        clone._target = changes.get("target", self._target)
+        for name in ("where", "target", "order", "limit", "offset", "options"):
+            setattr(clone, f"_{name}", changes.get(name, getattr(self, f"_{name}")))
         return clone
+
+    @property
+    def _sliced(self) -> bool:
+        return self._limit is not None or self._offset != 0
+
+    def _refuse_if_sliced(self, what: str) -> None:
+        if self._sliced:
+            raise TypeError(f"Cannot {what} a query once a slice has been taken.")
 
     # -- builders ---------------------------------------------------------------
 
@@ -93,22 +141,120 @@ class QuerySet(Generic[ModelT]):
         """Return a copy of this QuerySet (Django's ``all()``)."""
         return self._clone()
 
-    def filter(self, **lookup: Any) -> Self:
-        """Return a QuerySet narrowed to rows matching every lookup in *lookup*."""
-        where = lookups.build_where(self.model, lookup)
+    def _condition(
+        self, args: tuple[Q, ...], lookup: Mapping[str, Any]
+    ) -> ColumnElement[bool] | None:
+        return Q(*args, **lookup).resolve(self.model)
+
+    def filter(self, *args: Q, **lookup: Any) -> Self:
+        """Return a QuerySet narrowed to rows matching every ``Q`` and lookup."""
+        if not args and not lookup:
+            return self
+        self._refuse_if_sliced("filter")
+        where = self._condition(args, lookup)
         return self if where is None else self._clone(where=(*self._where, where))
 
-    def exclude(self, **lookup: Any) -> Self:
-        """Return a QuerySet without the rows that match all of *lookup*."""
-        where = lookups.build_where(self.model, lookup)
-        return self if where is None else self._clone(where=(*self._where, not_(where)))
+    def exclude(self, *args: Q, **lookup: Any) -> Self:
+        """Return a QuerySet without the rows that match all of *args* and *lookup*.
+
+        As in Django, a row for which the condition is unknown (a NULL compared)
+        is kept: ``exclude(nickname="x")`` keeps users without a nickname.
+        """
+        self._refuse_if_sliced("filter")
+        where = self._condition(args, lookup)
+        if where is None:
+            return self
+        return self._clone(where=(*self._where, negate(where)))
+
+    def order_by(self, *fields: str) -> Self:
+        """Return a QuerySet ordered by *fields* (``"-name"`` for descending).
+
+        ``order_by()`` with no field clears the ordering. Only columns of this
+        model can be named (``pk`` included).
+        """
+        self._refuse_if_sliced("reorder")
+        for field in fields:
+            if not isinstance(field, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(f"order_by() takes field names, not {field!r}")
+            lookups.column_of(self.model, field.removeprefix("-"), "order_by()")
+        return self._clone(order=fields)
+
+    def reverse(self) -> Self:
+        """Return a QuerySet in the opposite order (by primary key if unordered)."""
+        self._refuse_if_sliced("reverse")
+        return self._clone(order=tuple(_flip(f) for f in self._ordering()))
+
+    def select_related(self, *fields: str) -> Self:
+        """Load the named many-to-one relationships in the same query (a JOIN).
+
+        ``"author__team"`` follows a chain. A one-to-many name raises FieldError:
+        use :meth:`prefetch_related` for those, as in Django.
+        """
+        for field in fields:
+            _loader(self.model, field, joined=True)  # FieldError now, not at await
+        related = tuple((f, True) for f in fields)
+        return self._clone(options=(*self._options, *related))
+
+    def prefetch_related(self, *fields: str) -> Self:
+        """Load the named relationships (any direction) with one extra SELECT ... IN
+        per relationship, so reading them needs no IO."""
+        for field in fields:
+            _loader(self.model, field, joined=False)
+        related = tuple((f, False) for f in fields)
+        return self._clone(options=(*self._options, *related))
+
+    def __getitem__(self, key: slice) -> Self:
+        """``qs[a:b]``: LIMIT / OFFSET, lazily; slices of slices compose."""
+        if not isinstance(key, slice):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"QuerySet indices must be slices, not {type(key).__name__}: an "
+                "async QuerySet cannot fetch a row on indexing. Use "
+                f"`await qs[{key}:{key} + 1]` or `await qs.first()`."
+            )
+        start, stop = key.start or 0, key.stop
+        if key.step is not None:
+            raise TypeError("QuerySet slices do not support a step.")
+        if start < 0 or (stop is not None and stop < 0):
+            raise ValueError("Negative indexing is not supported.")
+        offset = self._offset + start
+        limit = None if stop is None else max(stop - start, 0)
+        if self._limit is not None:
+            room = max(self._limit - start, 0)
+            limit = room if limit is None else min(limit, room)
+        return self._clone(offset=offset, limit=limit)
+
+    def _ordering(self) -> tuple[str, ...]:
+        return self._order or ("pk",)
+
+    @property
+    def ordered(self) -> bool:
+        """Whether this QuerySet has an explicit ``order_by``."""
+        return bool(self._order)
 
     @property
     def statement(self) -> Select[ModelT]:
         """The SQLAlchemy ``Select`` this QuerySet stands for (the escape hatch)."""
-        stmt = select(self.model)
+        stmt: Select[ModelT] = self._select(select(self.model))
+        if self._options:
+            joined = {path for path, is_joined in self._options if is_joined}
+            stmt = stmt.options(
+                *(
+                    _loader(self.model, path, joined=is_joined, joined_paths=joined)
+                    for path, is_joined in dict.fromkeys(self._options)
+                )
+            )
+        return stmt
+
+    def _select(self, stmt: Any) -> Any:
+        """Apply this QuerySet's WHERE, ORDER BY, LIMIT and OFFSET to *stmt*."""
         if self._where:
             stmt = stmt.where(and_(*self._where))
+        if self._order:
+            stmt = stmt.order_by(*_order_clauses(self.model, self._order))
+        if self._limit is not None:
+            stmt = stmt.limit(self._limit)
+        if self._offset:
+            stmt = stmt.offset(self._offset)
         return stmt
 
     # -- where calls run ----------------------------------------------------------
@@ -135,6 +281,13 @@ class QuerySet(Generic[ModelT]):
         async with lock_for(target).hold():
             return await work(target)
 
+    async def _write(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
+        target = self._resolve()
+        if isinstance(target, Database):
+            return await target.run_write(work)
+        async with lock_for(target).hold():
+            return await work(target)
+
     # -- terminal coroutines ----------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, list[ModelT]]:
@@ -147,6 +300,35 @@ class QuerySet(Generic[ModelT]):
             return list((await session.scalars(stmt)).all())
 
         return await self._read(work)
+
+    def __aiter__(self) -> AsyncIterator[ModelT]:
+        """``async for obj in qs``: stream the rows.
+
+        In autocommit mode the rows come from one read transaction in chunks of
+        :data:`CHUNK_SIZE`; inside a session they are fetched at once (the
+        session's connection must stay free for the loop body's own queries).
+        """
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[ModelT]:
+        target = self._resolve()
+        if not isinstance(target, Database):
+            for obj in await self._fetch_all():
+                yield obj
+            return
+        stmt = self.statement.execution_options(yield_per=CHUNK_SIZE)
+        session = target.read_sessionmaker()
+        try:
+            result = await session.stream_scalars(stmt)
+            try:
+                async for obj in result:
+                    yield obj
+            finally:
+                # An unbuffered MySQL result must be drained before the session
+                # can roll back and return its connection.
+                await shielded(result.close())
+        finally:
+            await shielded(session.close())
 
     async def count(self) -> int:
         """Return the number of matching rows."""
@@ -163,14 +345,166 @@ class QuerySet(Generic[ModelT]):
         return bool(await self._read(lambda session: session.scalar(stmt)))
 
     async def first(self) -> ModelT | None:
-        """Return the first matching row by primary key, or None."""
-        mapper: Mapper[ModelT] = inspect(self.model)
-        stmt = self.statement.order_by(*mapper.primary_key).limit(1)
+        """Return the first row in this QuerySet's order (by primary key if it has
+        none), or None."""
+        qs = self if self._order else self._clone(order=("pk",))
+        rows = await qs[:1]._fetch_all()
+        return rows[0] if rows else None
 
-        async def work(session: AsyncSession) -> ModelT | None:
-            return (await session.scalars(stmt)).first()
+    async def last(self) -> ModelT | None:
+        """Return the last row in this QuerySet's order (by primary key if it has
+        none), or None."""
+        rows = await self.reverse()[:1]._fetch_all()
+        return rows[0] if rows else None
+
+    async def values(self, *fields: str) -> list[dict[str, Any]]:
+        """Return the rows as dicts of *fields* (every column if none is named)."""
+        names = fields or tuple(lookups.mapper_of(self.model).column_attrs.keys())
+        rows = await self._column_rows(names, "values()")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    @overload
+    async def values_list(
+        self, *fields: str, flat: Literal[False] = False
+    ) -> list[tuple[Any, ...]]: ...
+    @overload
+    async def values_list(self, *fields: str, flat: Literal[True]) -> list[Any]: ...
+    async def values_list(
+        self, *fields: str, flat: bool = False
+    ) -> list[tuple[Any, ...]] | list[Any]:
+        """Return the rows as tuples of *fields*; ``flat=True`` with one field
+        returns the bare values."""
+        if flat and len(fields) != 1:
+            raise TypeError(
+                "'flat' is not valid when values_list is called with more than one "
+                f"field (got {len(fields)})."
+            )
+        names = fields or tuple(lookups.mapper_of(self.model).column_attrs.keys())
+        rows = await self._column_rows(names, "values_list()")
+        if flat:
+            return [row[0] for row in rows]
+        return [tuple(row) for row in rows]
+
+    async def _column_rows(
+        self, names: Sequence[str], what: str
+    ) -> Sequence[Sequence[Any]]:
+        columns = [lookups.column_of(self.model, name, what) for name in names]
+        stmt: Select[Any] = self._select(select(*columns).select_from(self.model))
+
+        async def work(session: AsyncSession) -> Sequence[Sequence[Any]]:
+            rows: Sequence[Sequence[Any]] = (await session.execute(stmt)).all()
+            return rows
 
         return await self._read(work)
+
+    async def in_bulk(
+        self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
+    ) -> dict[Any, ModelT]:
+        """Return ``{value: obj}`` for the rows whose *field_name* is in *id_list*
+        (every row if *id_list* is None). *field_name* must be unique.
+
+        Long lists are split into statements of :data:`IN_BULK_BATCH` values, so
+        tens of thousands of ids never reach a bind-parameter limit.
+        """
+        self._refuse_if_sliced("use in_bulk() on")
+        column = lookups.column_of(self.model, field_name, "in_bulk()")
+        if not (column.primary_key or column.unique) and not _unique_alone(
+            self.model, column
+        ):
+            raise ValueError(
+                f"in_bulk()'s field_name must be a unique field but "
+                f"{self.model.__name__}.{column.key} isn't."
+            )
+        key = column.key
+        if id_list is None:
+            return {getattr(obj, key): obj for obj in await self._fetch_all()}
+        if isinstance(id_list, str | bytes):
+            raise TypeError(f"in_bulk() takes a list of values, not {id_list!r}")
+        ids = list(dict.fromkeys(id_list))
+        found: dict[Any, ModelT] = {}
+        for start in range(0, len(ids), IN_BULK_BATCH):
+            batch = ids[start : start + IN_BULK_BATCH]
+            for obj in await self.filter(**{f"{key}__in": batch})._fetch_all():
+                found[getattr(obj, key)] = obj
+        return found
+
+    async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
+        """Return ``{alias: value}`` for aggregates over the matching rows:
+        ``aggregate(Avg("age"), oldest=Max("age"))``."""
+        named: dict[str, Aggregate] = {}
+        for agg in (*args, *kwargs.values()):
+            if not isinstance(agg, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(
+                    f"aggregate() takes Count/Sum/Avg/Min/Max objects, not {agg!r}"
+                )
+        for agg in args:
+            named[agg.default_alias] = agg
+        named.update(kwargs)
+        if not named:
+            raise TypeError("aggregate() needs at least one aggregate.")
+        attrs = [agg.column(self.model) for agg in named.values()]
+        if self._sliced:  # aggregate over the slice: SELECT ... FROM (subquery)
+            inner = self._select(select(self.model)).subquery()
+            operands: list[Any] = [
+                None if a is None else inner.c[a.property.columns[0].name]
+                for a in attrs
+            ]
+            stmt: Select[Any] = select(
+                *(
+                    agg.apply(op)
+                    for agg, op in zip(named.values(), operands, strict=True)
+                )
+            ).select_from(inner)
+        else:
+            stmt = select(
+                *(agg.apply(a) for agg, a in zip(named.values(), attrs, strict=True))
+            ).select_from(self.model)
+            if self._where:
+                stmt = stmt.where(and_(*self._where))
+
+        async def work(session: AsyncSession) -> Sequence[Any]:
+            row: Sequence[Any] = (await session.execute(stmt)).one()
+            return row
+
+        row = await self._read(work)
+        return {
+            alias: agg.convert(value, self.model)
+            for (alias, agg), value in zip(named.items(), row, strict=True)
+        }
+
+    async def update(self, **values: Any) -> int:
+        """Set *values* on every matching row in one UPDATE; return the number of
+        rows matched. Objects of the session are brought up to date."""
+        self._refuse_if_sliced("update")
+        if not values:
+            raise TypeError(f"{self.model.__name__}.objects.update() needs values.")
+        for name in values:
+            lookups.column_of(self.model, name, "update()")
+        stmt = update(self.model).values(**values)
+        if self._where:
+            stmt = stmt.where(and_(*self._where))
+
+        async def work(session: AsyncSession) -> int:
+            result = await session.execute(stmt)
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+        return await self._write(work)
+
+    async def delete(self) -> tuple[int, dict[str, int]]:
+        """Delete every matching row in one DELETE; return ``(count, {model: count})``
+        as Django does. The database's ON DELETE rules apply; SQLAlchemy's
+        ORM-level cascades do not run."""
+        self._refuse_if_sliced("delete")
+        stmt = delete(self.model)
+        if self._where:
+            stmt = stmt.where(and_(*self._where))
+
+        async def work(session: AsyncSession) -> int:
+            result = await session.execute(stmt)
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+        count = await self._write(work)
+        return count, ({self.model.__name__: count} if count else {})
 
     async def get(self, **lookup: Any) -> ModelT:
         """Return the one row matching *lookup* (and this QuerySet's filters).
@@ -222,14 +556,7 @@ class QuerySet(Generic[ModelT]):
                 than a lost race (another unique key, a foreign key, NOT NULL...).
         """
         qs = self.filter(**lookup)  # FieldError before any SQL
-        if defaults is not None and not isinstance(defaults, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(
-                f"{self.model.__name__}.objects.get_or_create(defaults=...) takes a "
-                f"mapping of field names to values, not {type(defaults).__name__}; "
-                "to look up a field named 'defaults', use defaults__exact=..."
-            )
-        defaults = dict(defaults or {})
-        lookups.check_field_names(self.model, defaults, "get_or_create(defaults=...)")
+        defaults = self._check_defaults(defaults, "get_or_create", "defaults")
         # Lookup names were checked by filter(), defaults just above.
         create_from = {**lookups.creation_values(self.model, lookup), **defaults}
         target = self._resolve()
@@ -238,14 +565,160 @@ class QuerySet(Generic[ModelT]):
         async with lock_for(target).hold():
             return await qs._get_or_create_in(target, create_from, lookup)
 
+    async def update_or_create(
+        self,
+        defaults: Mapping[str, Any] | None = None,
+        create_defaults: Mapping[str, Any] | None = None,
+        **lookup: Any,
+    ) -> tuple[ModelT, bool]:
+        """Update the row matching *lookup* with *defaults*, or create it; return
+        ``(object, created)`` (Django 5's signature).
+
+        The row is read with ``SELECT ... FOR UPDATE`` (where the backend has it) so
+        nobody changes it between the read and the write. Only fields whose value
+        changes are written. When creating, the values are the exact lookups merged
+        with *create_defaults*, or with *defaults* if *create_defaults* is None.
+        Callable values are called (and awaited) when used. Races on creation are
+        handled as in :meth:`get_or_create`; in autocommit mode the read, the
+        create and the update share one transaction.
+        """
+        qs = self.filter(**lookup)
+        updates = self._check_defaults(defaults, "update_or_create", "defaults")
+        creates = (
+            updates
+            if create_defaults is None
+            else self._check_defaults(
+                create_defaults, "update_or_create", "create_defaults"
+            )
+        )
+        create_from = {**lookups.creation_values(self.model, lookup), **creates}
+
+        async def work(session: AsyncSession) -> tuple[ModelT, bool]:
+            obj, created = await qs._get_or_create_in(
+                session, create_from, lookup, for_update=True
+            )
+            if created:
+                return obj, True
+            for key, value in (await self._resolve_values(updates)).items():
+                setattr(obj, key, value)
+            await session.flush()  # SQLAlchemy writes only the changed columns
+            return obj, False
+
+        return await self._write(work)
+
+    async def bulk_create(
+        self,
+        objs: Iterable[ModelT],
+        batch_size: int | None = None,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Sequence[str] | None = None,
+        unique_fields: Sequence[str] | None = None,
+    ) -> list[ModelT]:
+        """Insert *objs* with one multi-row INSERT per batch; return them.
+
+        Primary keys are set on the objects when the backend can return them
+        (RETURNING: PostgreSQL, SQLite, MariaDB), except with *ignore_conflicts*,
+        where skipped rows return nothing. *ignore_conflicts* skips rows that hit a
+        unique constraint; *update_conflicts* updates *update_fields* of the
+        existing row instead (PostgreSQL/SQLite ``ON CONFLICT (unique_fields)``,
+        MySQL/MariaDB ``ON DUPLICATE KEY UPDATE``, which fires on any unique key
+        and ignores *unique_fields*). All batches run in one transaction.
+        """
+        rows, objs = self._bulk_rows(objs)
+        _check_bulk_options(
+            self.model,
+            batch_size,
+            ignore_conflicts,
+            update_conflicts,
+            update_fields,
+            unique_fields,
+        )
+        if not rows:
+            return objs
+        size = batch_size or len(rows)
+        if update_conflicts:
+            _refuse_duplicate_keys(self.model, rows, unique_fields or (), size)
+        mapper = lookups.mapper_of(self.model)
+        pk_keys = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+
+        async def work(session: AsyncSession) -> None:
+            backend = _backend(session)
+            dialect = session.get_bind().dialect
+            returning = (
+                not ignore_conflicts
+                and dialect.insert_executemany_returning_sort_by_parameter_order
+            )
+            for start in range(0, len(rows), size):
+                batch = rows[start : start + size]
+                stmt = _bulk_insert(
+                    self.model,
+                    backend,
+                    ignore_conflicts,
+                    update_conflicts,
+                    update_fields or (),
+                    unique_fields or (),
+                )
+                if returning:
+                    stmt = stmt.returning(
+                        *(getattr(self.model, k) for k in pk_keys),
+                        sort_by_parameter_order=True,
+                    )
+                result = await session.execute(
+                    stmt, batch, execution_options={"insertmanyvalues_page_size": size}
+                )
+                if returning:
+                    for obj, pk in zip(objs[start:], result.all(), strict=False):
+                        for key, value in zip(pk_keys, pk, strict=True):
+                            setattr(obj, key, value)
+
+        await self._write(work)
+        return objs
+
+    def _bulk_rows(
+        self, objs: Iterable[ModelT]
+    ) -> tuple[list[dict[str, Any]], list[ModelT]]:
+        """Return each object's set column values, checking they are all models."""
+        objs = list(objs)
+        mapper = lookups.mapper_of(self.model)
+        keys = list(mapper.column_attrs.keys())
+        rows: list[dict[str, Any]] = []
+        for obj in objs:
+            if not isinstance(obj, self.model):
+                raise TypeError(
+                    f"{self.model.__name__}.objects.bulk_create() takes "
+                    f"{self.model.__name__} instances, not {type(obj).__name__}"
+                )
+            state = inspect(obj)
+            if state.persistent or state.detached:
+                raise ValueError(
+                    f"bulk_create() got a {self.model.__name__} that is already "
+                    "saved; it inserts new objects only."
+                )
+            rows.append({k: state.dict[k] for k in keys if k in state.dict})
+        return rows, objs
+
+    def _check_defaults(
+        self, values: Mapping[str, Any] | None, method: str, argument: str
+    ) -> dict[str, Any]:
+        if values is not None and not isinstance(values, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"{self.model.__name__}.objects.{method}({argument}=...) takes a "
+                f"mapping of field names to values, not {type(values).__name__}; "
+                f"to look up a field named {argument!r}, use {argument}__exact=..."
+            )
+        checked = dict(values or {})
+        lookups.check_field_names(self.model, checked, f"{method}({argument}=...)")
+        return checked
+
     # -- internals ----------------------------------------------------------------
 
     async def _fetch_for_get(
-        self, session: AsyncSession, *, locking: bool = False
+        self, session: AsyncSession, *, lock: _Lock = None
     ) -> list[ModelT]:
         stmt = self.statement.limit(MAX_GET_RESULTS)
-        if locking:
-            stmt = stmt.with_for_update(read=True)
+        if lock is not None:
+            stmt = stmt.with_for_update(read=lock == "share")
         result = await session.scalars(stmt)
         return list(result.all())
 
@@ -268,9 +741,9 @@ class QuerySet(Generic[ModelT]):
         )
 
     async def _first_or_none(
-        self, session: AsyncSession, lookup: Mapping[str, Any], *, locking: bool = False
+        self, session: AsyncSession, lookup: Mapping[str, Any], *, lock: _Lock = None
     ) -> ModelT | None:
-        rows = await self._fetch_for_get(session, locking=locking)
+        rows = await self._fetch_for_get(session, lock=lock)
         return None if not rows else self._one(rows, lookup)
 
     async def _insert(self, session: AsyncSession, values: Mapping[str, Any]) -> ModelT:
@@ -306,8 +779,12 @@ class QuerySet(Generic[ModelT]):
         session: AsyncSession,
         create_from: Mapping[str, Any],
         lookup: Mapping[str, Any],
+        *,
+        for_update: bool = False,
     ) -> tuple[ModelT, bool]:
-        obj = await self._first_or_none(session, lookup)
+        obj = await self._first_or_none(
+            session, lookup, lock="update" if for_update else None
+        )
         if obj is not None:
             return obj, False
         values = await self._resolve_values(create_from)
@@ -324,9 +801,10 @@ class QuerySet(Generic[ModelT]):
                 "get_or_create lost a race for %s; retrying get()", self.model.__name__
             )
             backend = _backend(session)
-            found = await self._first_or_none(  # exactly one retry
-                session, lookup, locking=_dialects.locking_read_sees_latest(backend)
-            )
+            lock: _Lock = "update" if for_update else None
+            if lock is None and _dialects.locking_read_sees_latest(backend):
+                lock = "share"
+            found = await self._first_or_none(session, lookup, lock=lock)  # one retry
             if found is None:
                 await self._note_snapshot(session, exc, lookup)
                 raise
@@ -384,3 +862,201 @@ class QuerySet(Generic[ModelT]):
 def _backend(session: AsyncSession) -> str:
     name: str = session.get_bind().dialect.name
     return "mysql" if name == "mariadb" else name
+
+
+def _flip(field: str) -> str:
+    return field[1:] if field.startswith("-") else f"-{field}"
+
+
+def _order_clauses(model: type[Any], fields: Iterable[str]) -> list[ColumnElement[Any]]:
+    clauses: list[ColumnElement[Any]] = []
+    for field in fields:
+        column = lookups.column_of(model, field.removeprefix("-"), "order_by()")
+        clauses.append(column.desc() if field.startswith("-") else column.asc())
+    return clauses
+
+
+def _unique_alone(model: type[Any], column: Any) -> bool:
+    """Tell whether a unique constraint or index covers exactly *column*."""
+    table = lookups.mapper_of(model).local_table
+    name = column.property.columns[0].name
+    for constraint in getattr(table, "constraints", ()):
+        cols = getattr(constraint, "columns", None)
+        if (
+            type(constraint).__name__ in {"UniqueConstraint", "PrimaryKeyConstraint"}
+            and cols is not None
+            and [c.name for c in cols] == [name]
+        ):
+            return True
+    return any(
+        index.unique and [c.name for c in index.columns] == [name]
+        for index in getattr(table, "indexes", ())
+    )
+
+
+def _loader(
+    model: type[Any],
+    path: str,
+    *,
+    joined: bool,
+    joined_paths: frozenset[str] | set[str] = frozenset(),
+) -> Any:
+    """Return the loader option for a ``select_related`` / ``prefetch_related`` path.
+
+    A prefetch path that runs through a select_related one (``author`` and
+    ``author__articles``) keeps the JOIN for the shared part.
+    """
+    what = "select_related()" if joined else "prefetch_related()"
+    if not isinstance(path, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"{what} takes relationship names, not {path!r}")
+    current = model
+    option: Any | None = None
+    parts = path.split(lookups.LOOKUP_SEP)
+    for depth, part in enumerate(parts):
+        mapper = lookups.mapper_of(current)
+        prop = mapper.relationships.get(part)
+        if prop is None or (joined and prop.uselist):
+            valid = sorted(
+                key
+                for key, rel in mapper.relationships.items()
+                if not (joined and rel.uselist)
+            )
+            hint = (
+                f" {current.__name__}.{part} is one-to-many or many-to-many: use "
+                "prefetch_related() for it."
+                if prop is not None
+                else ""
+            )
+            raise exceptions.FieldError(
+                f"Invalid field name {part!r} in {what} on {model.__name__} "
+                f"(path {path!r}). Choices are: {', '.join(valid) or '(none)'}.{hint}",
+                model=model,
+                name=part,
+                valid=valid,
+            )
+        attr = getattr(current, part)
+        prefix = lookups.LOOKUP_SEP.join(parts[: depth + 1])
+        strategy = "joinedload" if joined or prefix in joined_paths else "selectinload"
+        option = (
+            getattr(sqlalchemy.orm, strategy)(attr)
+            if option is None
+            else getattr(option, strategy)(attr)
+        )
+        current = prop.mapper.class_
+    assert option is not None
+    return option
+
+
+def _check_bulk_options(
+    model: type[Any],
+    batch_size: int | None,
+    ignore_conflicts: bool,
+    update_conflicts: bool,
+    update_fields: Sequence[str] | None,
+    unique_fields: Sequence[str] | None,
+) -> None:
+    name = model.__name__
+    if batch_size is not None and (
+        not isinstance(batch_size, int)  # pyright: ignore[reportUnnecessaryIsInstance]
+        or isinstance(batch_size, bool)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"bulk_create(batch_size=...) must be a positive int, not {batch_size!r}"
+        )
+    if ignore_conflicts and update_conflicts:
+        raise ValueError(
+            "ignore_conflicts and update_conflicts are mutually exclusive."
+        )
+    if not update_conflicts:
+        if update_fields or unique_fields:
+            raise ValueError(
+                "update_fields and unique_fields only apply with update_conflicts=True."
+            )
+        return
+    if not update_fields:
+        raise ValueError(
+            f"{name}.objects.bulk_create(update_conflicts=True) needs update_fields: "
+            "the fields to update when a row insertion fails on a conflict."
+        )
+    if not unique_fields:
+        raise ValueError(
+            f"{name}.objects.bulk_create(update_conflicts=True) needs unique_fields: "
+            "the unique fields whose conflict triggers the update."
+        )
+    for field in (*update_fields, *unique_fields):
+        lookups.column_of(model, field, "bulk_create()")
+    pk_names = {
+        lookups.mapper_of(model).get_property_by_column(c).key
+        for c in lookups.mapper_of(model).primary_key
+    }
+    if pk_names & set(update_fields):
+        raise ValueError(
+            f"bulk_create() cannot update primary key fields of {name}: "
+            f"{', '.join(sorted(pk_names & set(update_fields)))}."
+        )
+
+
+def _refuse_duplicate_keys(
+    model: type[Any],
+    rows: list[dict[str, Any]],
+    unique_fields: Sequence[str],
+    size: int,
+) -> None:
+    """One statement cannot update the same row twice (PostgreSQL refuses it):
+    name the key instead of sending the batch."""
+    keys = [lookups.column_of(model, f, "bulk_create()").key for f in unique_fields]
+    for start in range(0, len(rows), size):
+        seen: set[tuple[Any, ...]] = set()
+        for row in rows[start : start + size]:
+            key = tuple(row.get(k) for k in keys)
+            if None in key:
+                continue
+            if key in seen:
+                shown = ", ".join(f"{k}={v!r}" for k, v in zip(keys, key, strict=True))
+                raise ValueError(
+                    f"bulk_create(update_conflicts=True) got two {model.__name__} rows "
+                    f"with {shown} in one batch; a row cannot be updated twice by one "
+                    "statement. Remove the duplicate."
+                )
+            seen.add(key)
+
+
+def _bulk_insert(
+    model: type[Any],
+    backend: str,
+    ignore_conflicts: bool,
+    update_conflicts: bool,
+    update_fields: Sequence[str],
+    unique_fields: Sequence[str],
+) -> Any:
+    """Return the dialect's INSERT for bulk_create, with its conflict clause."""
+    stmt: Any
+    if backend == "mysql":
+        stmt = mysql.insert(model)
+        if ignore_conflicts:
+            return stmt.prefix_with("IGNORE")
+        if update_conflicts:
+            return stmt.on_duplicate_key_update(
+                {f: stmt.inserted[_column_name(model, f)] for f in update_fields}
+            )
+        return stmt
+    stmt = (postgresql if backend == "postgresql" else sqlite).insert(model)
+    if ignore_conflicts:
+        return stmt.on_conflict_do_nothing()
+    if update_conflicts:
+        return stmt.on_conflict_do_update(
+            index_elements=[_column_name(model, f) for f in unique_fields],
+            set_={
+                _column_name(model, f): stmt.excluded[_column_name(model, f)]
+                for f in update_fields
+            },
+        )
+    return stmt
+
+
+def _column_name(model: type[Any], field: str) -> str:
+    name: str = (
+        lookups.column_of(model, field, "bulk_create()").property.columns[0].name
+    )
+    return name

@@ -26,15 +26,21 @@ from tests.models import Article, Base, User
 def test_public_names_are_pinned() -> None:
     """__all__ is the public API; changing it is a deliberate act."""
     assert sqlalchemy_objects.__all__ == [
+        "Avg",
         "ConfigurationError",
+        "Count",
         "Database",
         "FieldError",
         "Manager",
         "ManagerMixin",
+        "Max",
+        "Min",
         "MultipleObjectsReturned",
         "ObjectDoesNotExist",
         "ObjectsError",
+        "Q",
         "QuerySet",
+        "Sum",
         "__version__",
         "current_session",
     ]

@@ -1,0 +1,572 @@
+"""The QuerySet API (SPEC §4) on every backend: builders, terminal methods, Q,
+aggregates, async iteration, related loading, update_or_create, bulk_create."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+
+from sqlalchemy_objects import Avg, Count, Database, FieldError, Max, Min, Q, Sum
+from tests.conftest import StatementLog
+from tests.models import Article, Note, User
+
+
+async def make_users() -> list[User]:
+    """ann(30), bob(20, nickname b), cy(40), dee(20, nickname d)."""
+    return [
+        await User.objects.create(username="ann", email="a@x", age=30),
+        await User.objects.create(username="bob", email="b@x", age=20, nickname="b"),
+        await User.objects.create(username="cy", email="c@y", age=40),
+        await User.objects.create(username="dee", email="d@y", age=20, nickname="d"),
+    ]
+
+
+def selects(sql: StatementLog) -> int:
+    return sql.count(lambda s: s.lstrip().upper().startswith("SELECT"))
+
+
+def names(users: list[User]) -> list[str]:
+    return [u.username for u in users]
+
+
+# -- laziness, chaining, Q ---------------------------------------------------------
+
+
+async def test_building_a_queryset_sends_nothing(
+    db: Database, sql: StatementLog
+) -> None:
+    qs = (
+        User.objects.filter(age__gte=18)
+        .exclude(username="x")
+        .order_by("-age")
+        .select_related()
+        .prefetch_related("articles")[1:3]
+    )
+    assert len(sql) == 0
+    assert qs.model is User
+    await qs
+    assert selects(sql) == 1
+
+
+async def test_q_objects_combine_with_and_or_not(db: Database) -> None:
+    await make_users()
+    either = await User.objects.filter(Q(age=30) | Q(age=40)).order_by("username")
+    assert names(either) == ["ann", "cy"]
+    both = await User.objects.filter(Q(age=20) & Q(email__endswith="@y"))
+    assert names(both) == ["dee"]
+    negated = await User.objects.filter(~Q(age=20)).order_by("username")
+    assert names(negated) == ["ann", "cy"]
+    mixed = await User.objects.filter(Q(age=20) | Q(age=30), email__startswith="a")
+    assert names(mixed) == ["ann"]
+    assert await User.objects.filter(Q()).count() == 4  # an empty Q filters nothing
+
+
+async def test_exclude_keeps_null_rows_like_django(db: Database) -> None:
+    """exclude(nickname="b") keeps users without a nickname (SQL NOT would drop
+    them); ~Q does the same."""
+    await make_users()
+    kept = await User.objects.exclude(nickname="b").order_by("username")
+    assert names(kept) == ["ann", "cy", "dee"]
+    kept_q = await User.objects.filter(~Q(nickname="b")).order_by("username")
+    assert names(kept_q) == ["ann", "cy", "dee"]
+
+
+async def test_q_unknown_field_is_a_field_error_before_sql(
+    db: Database, sql: StatementLog
+) -> None:
+    with pytest.raises(FieldError, match="'nope' into a field of User"):
+        User.objects.filter(Q(age=1) | Q(nope=2))
+    assert len(sql) == 0
+    with pytest.raises(TypeError, match="Cannot combine a Q object"):
+        Q(age=1) | 3  # type: ignore[operator]
+
+
+# -- ordering and slicing ------------------------------------------------------------
+
+
+async def test_order_by_and_reverse(db: Database) -> None:
+    await make_users()
+    by_age = await User.objects.order_by("age", "-username")
+    assert names(by_age) == ["dee", "bob", "ann", "cy"]
+    assert names(await User.objects.order_by("age", "-username").reverse()) == [
+        "cy",
+        "ann",
+        "bob",
+        "dee",
+    ]
+    assert names(await User.objects.all().reverse()) == ["dee", "cy", "bob", "ann"]
+    assert names(await User.objects.order_by("-pk")) == ["dee", "cy", "bob", "ann"]
+    with pytest.raises(FieldError, match="'articles' into a column of User"):
+        User.objects.order_by("articles")
+    with pytest.raises(FieldError, match="Related fields are not supported"):
+        User.objects.order_by("author__name")
+
+
+async def test_slicing_is_limit_and_offset(db: Database, sql: StatementLog) -> None:
+    await make_users()
+    sql.statements.clear()
+    qs = User.objects.order_by("username")
+    assert names(await qs[1:3]) == ["bob", "cy"]
+    assert names(await qs[2:]) == ["cy", "dee"]
+    assert names(await qs[:2]) == ["ann", "bob"]
+    assert names(await qs[1:][1:2]) == ["cy"]  # slices compose
+    assert names(await qs[5:9]) == []
+    assert any("LIMIT" in s.upper() for s in sql.statements)
+    with pytest.raises(TypeError, match="must be slices"):
+        qs[0]  # type: ignore[index]
+    with pytest.raises(ValueError, match="Negative"):
+        qs[-1:]
+    with pytest.raises(TypeError, match="once a slice has been taken"):
+        qs[:2].filter(age=1)
+    with pytest.raises(TypeError, match="once a slice has been taken"):
+        await qs[:2].delete()
+    assert await qs[1:3].count() == 2
+    assert await qs[1:3].exists()
+
+
+async def test_first_and_last(db: Database) -> None:
+    assert await User.objects.first() is None
+    assert await User.objects.last() is None
+    await make_users()
+    first, last = await User.objects.first(), await User.objects.last()
+    assert (first and first.username, last and last.username) == ("ann", "dee")
+    oldest = await User.objects.order_by("age").last()
+    assert oldest is not None
+    assert oldest.username == "cy"
+    youngest = await User.objects.filter(age=20).order_by("-username").first()
+    assert youngest is not None
+    assert youngest.username == "dee"
+
+
+# -- values, values_list, in_bulk, aggregate ------------------------------------------
+
+
+async def test_values_and_values_list(db: Database) -> None:
+    users = await make_users()
+    rows = (
+        await User.objects.filter(age=20).order_by("username").values("username", "age")
+    )
+    assert rows == [{"username": "bob", "age": 20}, {"username": "dee", "age": 20}]
+    everything = await User.objects.filter(username="ann").values()
+    assert everything[0]["id"] == users[0].id
+    assert set(everything[0]) == {
+        "id",
+        "username",
+        "email",
+        "nickname",
+        "status",
+        "age",
+    }
+    pairs = await User.objects.order_by("pk").values_list("username", "age")
+    assert pairs[0] == ("ann", 30)
+    flat = await User.objects.order_by("-age").values_list("username", flat=True)
+    assert flat[:2] == ["cy", "ann"]
+    with pytest.raises(TypeError, match="'flat' is not valid"):
+        await User.objects.values_list("username", "age", flat=True)
+    with pytest.raises(FieldError, match="'articles' into a column of User"):
+        await User.objects.values("articles")
+
+
+async def test_in_bulk(db: Database) -> None:
+    users = await make_users()
+    by_id = await User.objects.in_bulk([users[0].id, users[2].id, 10**6])
+    assert {k: v.username for k, v in by_id.items()} == {
+        users[0].id: "ann",
+        users[2].id: "cy",
+    }
+    by_name = await User.objects.in_bulk(["bob", "dee"], field_name="username")
+    assert set(by_name) == {"bob", "dee"}
+    assert len(await User.objects.in_bulk()) == 4
+    assert await User.objects.in_bulk([]) == {}
+    with pytest.raises(ValueError, match="must be a unique field"):
+        await User.objects.in_bulk([1], field_name="age")
+
+
+async def test_in_bulk_with_tens_of_thousands_of_ids(db: Database) -> None:
+    """40,000 ids: more than asyncpg's and SQLite's bind-parameter limits."""
+    users = await make_users()
+    ids = [*range(10**6, 10**6 + 40_000), users[1].id]
+    found = await User.objects.in_bulk(ids)
+    assert list(found) == [users[1].id]
+
+
+async def test_aggregate(db: Database) -> None:
+    assert await User.objects.aggregate(Count("id"), Sum("age"), Avg("age")) == {
+        "id__count": 0,
+        "age__sum": None,
+        "age__avg": None,
+    }
+    await make_users()
+    result = await User.objects.aggregate(
+        Avg("age"), Sum("age"), oldest=Max("age"), youngest=Min("age"), n=Count("*")
+    )
+    assert result == {
+        "age__avg": 27.5,
+        "age__sum": 110,
+        "oldest": 40,
+        "youngest": 20,
+        "n": 4,
+    }
+    assert type(result["age__sum"]) is int
+    assert await User.objects.aggregate(ages=Count("age", distinct=True)) == {"ages": 3}
+    assert await User.objects.aggregate(Count("nickname")) == {"nickname__count": 2}
+    filtered = await User.objects.filter(age__lt=35).aggregate(total=Sum("age"))
+    assert filtered == {"total": 70}
+    sliced = await User.objects.order_by("-age")[:2].aggregate(total=Sum("age"))
+    assert sliced == {"total": 70}
+    with pytest.raises(TypeError, match="needs a keyword"):
+        await User.objects.aggregate(Count("*"))
+    with pytest.raises(FieldError, match="'nope' into a column of User"):
+        await User.objects.aggregate(Max("nope"))
+
+
+# -- update and delete -----------------------------------------------------------------
+
+
+async def test_update_returns_the_matched_count(db: Database) -> None:
+    await make_users()
+    assert await User.objects.filter(age=20).update(email="young") == 2
+    emails = await User.objects.order_by("username").values_list("email", flat=True)
+    assert emails == ["a@x", "young", "c@y", "young"]
+    # Matched, not changed (Django's and MySQL-with-FOUND_ROWS' meaning).
+    assert await User.objects.filter(age=20).update(email="young") == 2
+    assert await User.objects.update(status="all") == 4  # the whole table, as in Django
+    with pytest.raises(FieldError, match="'nope' into a column of User"):
+        await User.objects.update(nope=1)
+    with pytest.raises(TypeError, match="needs values"):
+        await User.objects.update()
+
+
+async def test_update_in_a_session_refreshes_loaded_objects(db: Database) -> None:
+    await make_users()
+    async with db.session():
+        bob = await User.objects.get(username="bob")
+        await User.objects.filter(age=20).update(email="changed")
+        assert bob.email == "changed"
+
+
+async def test_delete(db: Database) -> None:
+    await make_users()
+    assert await User.objects.filter(age=20).delete() == (2, {"User": 2})
+    assert await User.objects.filter(age=99).delete() == (0, {})
+    assert not hasattr(User.objects, "delete")  # as in Django: use .all().delete()
+    assert await User.objects.all().delete() == (2, {"User": 2})
+    assert await User.objects.count() == 0
+
+
+async def test_delete_and_update_through_relationships(db: Database) -> None:
+    users = await make_users()
+    await Article.objects.create(title="t1", author_id=users[0].id)
+    await Note.objects.create(text="keep")
+    assert (
+        await Article.objects.filter(author__username="ann").update(published=True) == 1
+    )
+    assert await User.objects.filter(articles__title="t1").count() == 1
+    assert await Article.objects.filter(author__age__gte=30).delete() == (
+        1,
+        {"Article": 1},
+    )
+
+
+# -- async iteration, related loading ------------------------------------------------
+
+
+async def test_async_for_streams_rows(db: Database) -> None:
+    for i in range(250):  # more than one chunk
+        await Note.objects.create(text=f"n{i:03}")
+    seen = [note.text async for note in Note.objects.order_by("text")]
+    assert seen == [f"n{i:03}" for i in range(250)]
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with db.session():
+        inside = [n.text async for n in Note.objects.filter(text__startswith="n00")]
+    assert len(inside) == 10
+
+
+async def test_breaking_out_of_async_for_returns_the_connection(db: Database) -> None:
+    for i in range(150):
+        await Note.objects.create(text=f"n{i}")
+    iterator = Note.objects.all().__aiter__()
+    assert (await anext(iterator)).text == "n0"
+    await iterator.aclose()  # type: ignore[attr-defined]
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_select_related_and_prefetch_related(
+    db: Database, sql: StatementLog
+) -> None:
+    users = await make_users()
+    for i, user in enumerate(users[:2]):
+        await Article.objects.create(title=f"t{i}", author_id=user.id)
+    await Article.objects.create(title="t2", author_id=users[0].id)
+    sql.statements.clear()
+    articles = await Article.objects.select_related("author").order_by("title")
+    assert [a.author.username for a in articles] == ["ann", "bob", "ann"]
+    assert selects(sql) == 1  # one JOIN, no lazy loads
+    sql.statements.clear()
+    authors = await User.objects.prefetch_related("articles").order_by("username")
+    assert {u.username: sorted(a.title for a in u.articles) for u in authors} == {
+        "ann": ["t0", "t2"],
+        "bob": ["t1"],
+        "cy": [],
+        "dee": [],
+    }
+    assert selects(sql) == 2  # the users, then one SELECT ... IN for their articles
+    nested = await Article.objects.select_related("author").prefetch_related(
+        "author__articles"
+    )
+    assert all(a.author.articles for a in nested)
+    with pytest.raises(FieldError, match="use prefetch_related"):
+        User.objects.select_related("articles")
+    with pytest.raises(FieldError, match="Invalid field name 'writer'"):
+        Article.objects.prefetch_related("writer")
+
+
+# -- update_or_create --------------------------------------------------------------------
+
+
+async def test_update_or_create_creates_then_updates(db: Database) -> None:
+    user, created = await User.objects.update_or_create(
+        username="ann", defaults={"email": "first"}
+    )
+    assert created
+    assert user.email == "first"
+    again, created = await User.objects.update_or_create(
+        username="ann", defaults={"email": "second"}
+    )
+    assert not created
+    assert again.id == user.id
+    assert again.email == "second"
+    assert (await User.objects.get(username="ann")).email == "second"
+
+
+async def test_update_or_create_create_defaults_and_callables(db: Database) -> None:
+    calls: list[str] = []
+
+    def made() -> str:
+        calls.append("create")
+        return "made"
+
+    user, created = await User.objects.update_or_create(
+        username="ann",
+        defaults={"email": "updated"},
+        create_defaults={"email": made, "age": 5},
+    )
+    assert created
+    assert (user.email, user.age) == ("made", 5)
+    user, created = await User.objects.update_or_create(
+        username="ann",
+        defaults={"email": "updated"},
+        create_defaults={"email": made},
+    )
+    assert not created
+    assert (user.email, user.age) == ("updated", 5)
+    assert calls == ["create"]
+
+
+async def test_update_or_create_writes_only_changed_fields(
+    db: Database, sql: StatementLog
+) -> None:
+    await User.objects.create(username="ann", email="same", age=1)
+    sql.statements.clear()
+    await User.objects.update_or_create(username="ann", defaults={"email": "same"})
+    assert sql.count(lambda s: s.lstrip().upper().startswith("UPDATE")) == 0
+    await User.objects.update_or_create(
+        username="ann", defaults={"email": "same", "age": 2}
+    )
+    updates = [s for s in sql.statements if s.lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 1
+    assert "age" in updates[0]
+    assert "email" not in updates[0]
+
+
+async def test_update_or_create_locks_the_row(db: Database, sql: StatementLog) -> None:
+    await User.objects.create(username="ann")
+    sql.statements.clear()
+    await User.objects.update_or_create(username="ann", defaults={"age": 3})
+    selects = [s for s in sql.statements if "FROM users" in s and "SELECT" in s]
+    if db.backend == "sqlite":  # no row locks: BEGIN IMMEDIATE serialises writers
+        assert "FOR UPDATE" not in selects[0]
+    else:
+        assert "FOR UPDATE" in selects[0]
+
+
+async def test_update_or_create_in_session_keeps_callers_work(db: Database) -> None:
+    """A failed create inside update_or_create costs only its savepoint: the
+    caller's earlier writes in the block survive, and the session goes on."""
+    await User.objects.create(username="ann", email="x")
+    async with db.session():
+        await Note.objects.create(text="mine")
+        await User.objects.create(username="bob", nickname="n")
+        # nickname is unique: a real conflict, not a race, so it is raised
+        with pytest.raises(IntegrityError):
+            await User.objects.update_or_create(
+                username="cy", defaults={"nickname": "n"}
+            )
+        _, created = await User.objects.update_or_create(
+            username="ann", defaults={"email": "y"}
+        )
+        assert not created
+    assert await Note.objects.filter(text="mine").count() == 1
+    assert await User.objects.filter(username="bob").exists()
+    assert not await User.objects.filter(username="cy").exists()
+    assert (await User.objects.get(username="ann")).email == "y"
+
+
+async def test_update_or_create_race(db: Database) -> None:
+    """16 callers on one new key: one creates, the others update it; no error."""
+    results = await asyncio.gather(
+        *(
+            User.objects.update_or_create(username="hot", defaults={"age": i})
+            for i in range(16)
+        )
+    )
+    assert sum(created for _, created in results) == 1
+    assert await User.objects.filter(username="hot").count() == 1
+
+
+async def test_update_or_create_bad_arguments(db: Database, sql: StatementLog) -> None:
+    with pytest.raises(FieldError, match="update_or_create"):
+        await User.objects.update_or_create(username="a", defaults={"nope": 1})
+    with pytest.raises(FieldError, match="create_defaults"):
+        await User.objects.update_or_create(username="a", create_defaults={"nope": 1})
+    with pytest.raises(TypeError, match="takes a mapping"):
+        await User.objects.update_or_create(username="a", defaults=[1])  # type: ignore[arg-type]
+    assert len(sql) == 0
+
+
+# -- bulk_create ---------------------------------------------------------------------------
+
+
+async def test_bulk_create_sets_primary_keys(db: Database, sql: StatementLog) -> None:
+    users = [User(username=f"u{i}", email=f"{i}@x") for i in range(5)]
+    returned = await User.objects.bulk_create(users, batch_size=2)
+    assert returned is not users
+    assert returned == users
+    inserts = [s for s in sql.statements if s.lstrip().upper().startswith("INSERT")]
+    if db.backend == "sqlite":
+        # SQLAlchemy cannot match a multi-row INSERT's RETURNING rows to their
+        # parameters on SQLite, so keys come back one INSERT per row.
+        assert len(inserts) == 5
+    else:
+        assert len(inserts) == 3  # one multi-row INSERT per batch
+    by_name = await User.objects.in_bulk(
+        [u.username for u in users], field_name="username"
+    )
+    assert [u.id for u in users] == [by_name[u.username].id for u in users]
+    assert inspect(users[0]).detached or inspect(users[0]).transient
+
+
+async def test_bulk_create_applies_defaults(db: Database) -> None:
+    await User.objects.bulk_create([User(username="a"), User(username="b", age=7)])
+    rows = await User.objects.order_by("username").values_list(
+        "username", "email", "age", "status"
+    )
+    assert rows == [("a", "", 0, "new"), ("b", "", 7, "new")]
+
+
+async def test_bulk_create_ignore_conflicts(db: Database) -> None:
+    await User.objects.create(username="taken", email="old")
+    await User.objects.bulk_create(
+        [User(username="taken", email="new"), User(username="free")],
+        ignore_conflicts=True,
+    )
+    assert await User.objects.order_by("username").values_list("username", "email") == [
+        ("free", ""),
+        ("taken", "old"),
+    ]
+
+
+async def test_bulk_create_update_conflicts(db: Database) -> None:
+    await User.objects.create(username="taken", email="old", age=1)
+    await User.objects.bulk_create(
+        [User(username="taken", email="new", age=9), User(username="free", email="f")],
+        update_conflicts=True,
+        update_fields=["email"],
+        unique_fields=["username"],
+    )
+    assert await User.objects.order_by("username").values_list(
+        "username", "email", "age"
+    ) == [("free", "f", 0), ("taken", "new", 1)]
+
+
+async def test_bulk_create_refuses_bad_options_before_sql(
+    db: Database, sql: StatementLog
+) -> None:
+    two = [User(username="a"), User(username="a")]
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"ignore_conflicts": True, "update_conflicts": True}, "mutually exclusive"),
+        (
+            {"update_conflicts": True, "unique_fields": ["username"]},
+            "needs update_fields",
+        ),
+        ({"update_conflicts": True, "update_fields": ["email"]}, "needs unique_fields"),
+        ({"update_fields": ["email"]}, "only apply with update_conflicts"),
+        ({"batch_size": 0}, "positive int"),
+        (
+            {
+                "update_conflicts": True,
+                "update_fields": ["id"],
+                "unique_fields": ["username"],
+            },
+            "primary key",
+        ),
+        (
+            {
+                "update_conflicts": True,
+                "update_fields": ["email"],
+                "unique_fields": ["username"],
+            },
+            "two User rows with username='a' in one batch",
+        ),
+    ]
+    for options, message in cases:
+        with pytest.raises(ValueError, match=message):
+            await User.objects.bulk_create(two, **options)  # type: ignore[arg-type]
+    with pytest.raises(FieldError, match="'nope' into a column of User"):
+        await User.objects.bulk_create(
+            two,
+            update_conflicts=True,
+            update_fields=["nope"],
+            unique_fields=["username"],
+        )
+    with pytest.raises(TypeError, match="takes User instances, not Note"):
+        await User.objects.bulk_create([Note(text="x")])  # type: ignore[list-item]
+    assert len(sql) == 0
+    saved = await User.objects.create(username="saved")
+    with pytest.raises(ValueError, match="already saved"):
+        await User.objects.bulk_create([saved])
+
+
+async def test_bulk_create_is_one_transaction(db: Database) -> None:
+    """A failing batch rolls back the batches before it (autocommit mode)."""
+    await User.objects.create(username="taken")
+    with pytest.raises(IntegrityError):
+        await User.objects.bulk_create(
+            [User(username="new1"), User(username="taken")], batch_size=1
+        )
+    assert await User.objects.count() == 1
+    assert await User.objects.bulk_create([]) == []
+
+
+# -- lookups: the per-backend differences docs/django-parity.md states ------------------
+
+
+async def test_empty_in_matches_nothing(db: Database) -> None:
+    await make_users()
+    assert await User.objects.filter(username__in=[]).count() == 0
+    assert await User.objects.exclude(username__in=[]).count() == 4
+
+
+async def test_case_of_contains_and_iexact_per_backend(db: Database) -> None:
+    await User.objects.create(username="Ärger", email="MiXed")
+    contains = await User.objects.filter(email__contains="mixed").exists()
+    # Case-sensitive on PostgreSQL only: MariaDB's default collation and SQLite's
+    # LIKE fold (ASCII) case.
+    assert contains is (db.backend != "postgresql")
+    assert await User.objects.filter(email__icontains="mixed").exists()
+    unicode_fold = await User.objects.filter(username__iexact="ärger").exists()
+    # SQLite's lower() folds ASCII only.
+    assert unicode_fold is (db.backend != "sqlite")
