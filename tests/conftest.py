@@ -19,6 +19,8 @@ from sqlalchemy import event, text
 from sqlalchemy_objects import Database
 from tests.models import Base
 
+pytest_plugins = ["pytester"]
+
 PG_URL = os.environ.get(
     "DATABASE_URL_POSTGRESQL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )

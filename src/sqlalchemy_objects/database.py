@@ -253,3 +253,17 @@ def bound_database(model: type[Any]) -> Database | None:
     """Return the Database that *model* (or one of its bases) is bound to."""
     db: Database | None = getattr(model, _BINDING_ATTR, None)
     return db
+
+
+def own_binding(base: type[Any]) -> Database | None:
+    """Return the Database bound to *base* itself (not inherited), if any."""
+    db: Database | None = vars(base).get(_BINDING_ATTR)
+    return db
+
+
+def set_binding(base: type[Any], db: Database | None) -> None:
+    """Bind *base* to *db*, or remove its own binding when *db* is None."""
+    if db is not None:
+        type.__setattr__(base, _BINDING_ATTR, db)
+    elif _BINDING_ATTR in vars(base):
+        type.__delattr__(base, _BINDING_ATTR)
