@@ -17,6 +17,9 @@ extra):
   inside one transaction on one connection that is rolled back when the test
   ends, even if the code under test commits (its commits release savepoints).
   Fast, and tests never see each other's rows.
+- ``objects_database``: override it to return your application's own
+  Database (the one its FastAPI middleware uses); the two fixtures above then
+  run through that object.
 - ``objects_db_commit``: a Database that really commits, for tests that need
   several connections (races, ``asyncio.gather`` of autocommit calls,
   separate processes). Every table of the base is emptied after the test.
@@ -43,6 +46,7 @@ from .session import shielded
 
 __all__ = [
     "objects_base",
+    "objects_database",
     "objects_db",
     "objects_db_commit",
     "objects_schema",
@@ -75,10 +79,22 @@ def objects_base() -> type[DeclarativeBase] | Iterable[type[DeclarativeBase]]:
 
 
 @pytest.fixture(scope="session")
+def objects_database() -> Database | None:
+    """Override to return your application's own Database (the one its FastAPI
+    middleware or workers use): the fixtures then run through that object, so the
+    code under test and the test share the rolled-back transaction."""
+    return None
+
+
+@pytest.fixture(scope="session")
 def objects_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    objects_database: Database | None,
 ) -> str:
     """The database URL the fixtures use for this run."""
+    if objects_database is not None:
+        return objects_database.url.render_as_string(hide_password=False)
     url: str | None = request.config.getoption("objects_url")
     url = url or str(request.config.getini("sqlalchemy_objects_url")) or None
     url = url or os.environ.get("DATABASE_URL")
@@ -135,23 +151,29 @@ class _Binding:
 async def objects_db(
     objects_schema: str,
     objects_base: type[DeclarativeBase] | Iterable[type[DeclarativeBase]],
+    objects_database: Database | None,
 ) -> AsyncGenerator[Database]:
     """A Database whose work is rolled back at the end of the test."""
-    db = Database(objects_schema)
-    bases = _bases(objects_base)
+    db = objects_database or Database(objects_schema)
     connection = await db.engine.connect()
     outer = await connection.begin()
+    makers = (db.sessionmaker, db.read_sessionmaker)
+    saved = [dict(maker.kw) for maker in makers]
     # Every session of this Database joins the test's transaction; its commits
     # become savepoint releases, its rollbacks savepoint rollbacks.
-    for maker in (db.sessionmaker, db.read_sessionmaker):
+    for maker in makers:
         maker.configure(bind=connection, join_transaction_mode="create_savepoint")
-    binding = _Binding(db, bases)
+    binding = _Binding(db, _bases(objects_base))
     try:
         yield db
     finally:
         binding.restore()
+        for maker, kw in zip(makers, saved, strict=True):
+            maker.kw.clear()
+            maker.kw.update(kw)
         await shielded(outer.rollback())
         await shielded(connection.close())
+        # Pooled connections belong to this test's event loop: close them here.
         await shielded(db.dispose())
 
 
@@ -159,9 +181,10 @@ async def objects_db(
 async def objects_db_commit(
     objects_schema: str,
     objects_base: type[DeclarativeBase] | Iterable[type[DeclarativeBase]],
+    objects_database: Database | None,
 ) -> AsyncGenerator[Database]:
     """A Database that really commits; every table is emptied afterwards."""
-    db = Database(objects_schema)
+    db = objects_database or Database(objects_schema)
     bases = _bases(objects_base)
     binding = _Binding(db, bases)
     try:

@@ -126,16 +126,33 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 TITLED_BLOCK = re.compile(r"^```py\n# ([\w.]+)\n(.*?)^```", re.S | re.M)
 
 
+def doc_examples() -> list[dict[str, str]]:
+    """The page's two examples, before and after its FastAPI section:
+    {file name: source}."""
+    text = DOCS.read_text(encoding="utf-8")
+    parts = text.split("\n## Testing a FastAPI app", 1)
+    return [dict(TITLED_BLOCK.findall(part)) for part in parts]
+
+
 @pytest.mark.parametrize("url", URLS)
-def test_the_docs_example_passes(pytester: pytest.Pytester, url: str | None) -> None:
-    """docs/testing.md's conftest.py and test file, run as they are written."""
-    files = dict(TITLED_BLOCK.findall(DOCS.read_text(encoding="utf-8")))
-    assert set(files) == {"conftest.py", "test_tags.py"}
-    pytester.makeconftest(files["conftest.py"])
-    pytester.makepyfile(test_tags=files["test_tags.py"])
-    pytester.makeini(INI)
-    args = ["-p", "no:cacheprovider"]
-    if url is not None:
-        args += ["--objects-url", url]
-    result = pytester.runpytest_subprocess(*args, timeout=120)
-    result.assert_outcomes(passed=3)
+def test_the_docs_examples_pass(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, url: str | None
+) -> None:
+    """docs/testing.md's files, run as they are written: the model example and
+    the FastAPI one (whose app reads DATABASE_URL)."""
+    models, fastapi_app = doc_examples()
+    assert set(models) == {"conftest.py", "test_tags.py"}
+    assert set(fastapi_app) == {"myapp.py", "conftest.py", "test_myapp.py"}
+    for files, passed in ((models, 3), (fastapi_app, 2)):
+        for old in list(pytester.path.iterdir()):
+            if old.suffix in {".py", ".ini"}:
+                old.unlink()
+        for name, source in files.items():
+            pytester.makepyfile(**{name.removesuffix(".py"): source})
+        pytester.makeini(INI)
+        args = ["-p", "no:cacheprovider"]
+        if url is not None:
+            args += ["--objects-url", url]
+            monkeypatch.setenv("DATABASE_URL", url)
+        result = pytester.runpytest_subprocess(*args, timeout=120)
+        result.assert_outcomes(passed=passed)
