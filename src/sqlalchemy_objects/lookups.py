@@ -8,11 +8,25 @@ subquery), so one-to-many lookups never duplicate rows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, inspect, null
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    and_,
+    any_,
+    bindparam,
+    func,
+    inspect,
+    literal_column,
+    null,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import ArgumentError, NoInspectionAvailable
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapper, RelationshipProperty
 
 from .exceptions import ConfigurationError, FieldError
@@ -31,8 +45,60 @@ def _exact(col: Any, value: Any) -> ColumnElement[bool]:
     return col.is_(null()) if value is None else col == value  # type: ignore[no-any-return]
 
 
+#: Above this many values an ``__in`` list is sent as one PostgreSQL array (or,
+#: past SQLite's limit, one JSON document) instead of a parameter per value.
+LARGE_IN: Final = 1000
+#: SQLite's default maximum number of bind parameters (since 3.32).
+SQLITE_MAX_VARIABLES: Final = 32766
+
+
+class LargeIn(ColumnElement[bool]):
+    """``column IN (values)`` for lists too long for one bind parameter each.
+
+    asyncpg refuses more than 32,767 parameters and SQLite 32,766; MySQL drivers
+    interpolate on the client, so they keep the plain IN. Values still travel as
+    bind parameters (an array, or a JSON text), never inside the SQL string.
+    """
+
+    type = Boolean()
+    inherit_cache = False  # the value list is not part of any cache key
+
+    def __init__(self, column: Any, values: list[Any]) -> None:
+        self.column = column
+        self.values = values
+
+
+@compiles(LargeIn)
+def _compile_large_in(element: LargeIn, compiler: Any, **kw: Any) -> str:
+    text: str = compiler.process(element.column.in_(element.values), **kw)
+    return text
+
+
+@compiles(LargeIn, "postgresql")
+def _compile_large_in_pg(element: LargeIn, compiler: Any, **kw: Any) -> str:
+    array = bindparam(None, element.values, type_=ARRAY(element.column.type))
+    text: str = compiler.process(element.column == any_(array), **kw)
+    return text
+
+
+@compiles(LargeIn, "sqlite")
+def _compile_large_in_sqlite(element: LargeIn, compiler: Any, **kw: Any) -> str:
+    values = element.values
+    plain = all(isinstance(v, int | str) and not isinstance(v, bool) for v in values)
+    if len(values) <= SQLITE_MAX_VARIABLES or not plain:
+        return _compile_large_in(element, compiler, **kw)
+    rows: Any = select(literal_column("value", type_=element.column.type)).select_from(
+        func.json_each(bindparam(None, json.dumps(values)))
+    )
+    text: str = compiler.process(element.column.in_(rows), **kw)
+    return text
+
+
 def _in(col: Any, value: Any) -> ColumnElement[bool]:
-    return col.in_(list(value))  # type: ignore[no-any-return]
+    values = list(value)
+    if len(values) > LARGE_IN:
+        return LargeIn(col, values)
+    return col.in_(values)  # type: ignore[no-any-return]
 
 
 def _range(col: Any, value: Any) -> ColumnElement[bool]:

@@ -560,6 +560,23 @@ async def test_empty_in_matches_nothing(db: Database) -> None:
     assert await User.objects.exclude(username__in=[]).count() == 4
 
 
+async def test_in_with_tens_of_thousands_of_values(
+    db: Database, sql: StatementLog
+) -> None:
+    """40,000 values in one __in: beyond asyncpg's 32,767 and SQLite's 32,766
+    bind parameters. Sent as one array (PostgreSQL) or one JSON text (SQLite)."""
+    users = await make_users()
+    ids = [*range(10**6, 10**6 + 40_000), users[1].id, users[3].id]
+    assert names(await User.objects.filter(id__in=ids).order_by("id")) == ["bob", "dee"]
+    assert await User.objects.exclude(id__in=ids).count() == 2
+    assert await User.objects.filter(Q(id__in=ids) | Q(age=40)).count() == 3
+    assert await User.objects.filter(id__in=ids).update(email="many") == 2
+    names_in = [f"nobody-{i}" for i in range(40_000)] + ["cy"]
+    assert await User.objects.filter(username__in=names_in).count() == 1
+    # No statement carries the values in its SQL text.
+    assert all("1000123" not in statement for statement in sql.statements)
+
+
 async def test_case_of_contains_and_iexact_per_backend(db: Database) -> None:
     await User.objects.create(username="Ärger", email="MiXed")
     contains = await User.objects.filter(email__contains="mixed").exists()
