@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -36,6 +36,24 @@ class PublishedManager(Manager["Article"]):
         return super().get_queryset().filter(published=True)
 
 
+class ArticleQuerySet(QuerySet["Article"]):
+    """A custom QuerySet: its methods chain with the built-in ones."""
+
+    def published(self) -> Self:
+        return self.filter(published=True)
+
+    def titled(self, prefix: str) -> Self:
+        return self.filter(title__startswith=prefix)
+
+    async def titles(self) -> list[str]:
+        return [a.title for a in await self.order_by("title")]
+
+
+#: Django's Manager.from_queryset (the custom methods are copied at run time,
+#: where type checkers cannot see them).
+ArticleManager: type[Manager[Article]] = Manager.from_queryset(ArticleQuerySet)
+
+
 class Article(Base):
     __tablename__ = "articles"
 
@@ -47,6 +65,8 @@ class Article(Base):
     author: Mapped[User] = relationship(back_populates="articles")
 
     published_objects = PublishedManager()
+    stories = ArticleQuerySet.as_manager()
+    story_manager = ArticleManager()
 
 
 class Note(Base):

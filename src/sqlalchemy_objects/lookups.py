@@ -94,6 +94,57 @@ def _compile_large_in_sqlite(element: LargeIn, compiler: Any, **kw: Any) -> str:
     return text
 
 
+class Regex(ColumnElement[bool]):
+    """``column`` matches the regular expression ``pattern`` (Django's ``regex``
+    and, with *insensitive*, ``iregex``), compiled for each backend:
+
+    * PostgreSQL: ``~`` / ``~*`` (POSIX regular expressions);
+    * MariaDB / MySQL: ``REGEXP`` (PCRE) with an inline ``(?-i)`` / ``(?i)``, so
+      case matters or not whatever the column's collation says;
+    * SQLite: ``REGEXP``, which SQLAlchemy's driver implements with Python's
+      ``re`` module, with an inline ``(?i)`` for ``iregex``.
+
+    The pattern always travels as a bind parameter.
+    """
+
+    type = Boolean()
+    inherit_cache = True
+
+    def __init__(self, column: Any, pattern: str, *, insensitive: bool) -> None:
+        self.column = column
+        self.pattern = pattern
+        self.insensitive = insensitive
+
+
+def _regexp_with_inline_flag(
+    element: Regex, compiler: Any, case_sensitive_flag: str, **kw: Any
+) -> str:
+    flag = "(?i)" if element.insensitive else case_sensitive_flag
+    pattern: Any = bindparam(None, flag + element.pattern)
+    text: str = compiler.process(element.column.regexp_match(pattern), **kw)
+    return text
+
+
+@compiles(Regex)
+def _compile_regex(element: Regex, compiler: Any, **kw: Any) -> str:
+    return _regexp_with_inline_flag(element, compiler, "", **kw)
+
+
+@compiles(Regex, "mysql")
+def _compile_regex_mysql(element: Regex, compiler: Any, **kw: Any) -> str:
+    # PCRE follows the column's collation unless told: (?-i) forces case.
+    return _regexp_with_inline_flag(element, compiler, "(?-i)", **kw)
+
+
+@compiles(Regex, "postgresql")
+def _compile_regex_pg(element: Regex, compiler: Any, **kw: Any) -> str:
+    flags = "i" if element.insensitive else None
+    text: str = compiler.process(
+        element.column.regexp_match(element.pattern, flags=flags), **kw
+    )
+    return text
+
+
 def _in(col: Any, value: Any) -> ColumnElement[bool]:
     values = list(value)
     if len(values) > LARGE_IN:
@@ -126,6 +177,8 @@ OPERATORS: Final[dict[str, _Op]] = {
     "lte": lambda c, v: c <= v,
     "range": _range,
     "isnull": _isnull,
+    "regex": lambda c, v: Regex(c, v, insensitive=False),
+    "iregex": lambda c, v: Regex(c, v, insensitive=True),
 }
 
 
@@ -144,6 +197,9 @@ def _check_value(root: type[Any], path: str, op: str, value: Any) -> None:
         if isinstance(value, str | bytes) or not isinstance(value, Iterable):
             raise TypeError(f"{where} needs a (low, high) pair, not {value!r}")
         _require_pair(where, value)
+    elif op in {"regex", "iregex"}:
+        if not isinstance(value, str):
+            raise TypeError(f"{where} needs a pattern string, not {value!r}")
     elif value is None and op != "exact":
         raise ValueError(
             f"Cannot use None as a query value for {where}; use {path}__isnull=True."

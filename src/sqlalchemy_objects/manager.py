@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -11,6 +12,7 @@ from typing import (
     Literal,
     NoReturn,
     Self,
+    TypeVar,
     overload,
 )
 
@@ -24,6 +26,8 @@ from .queryset import QuerySet
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
+
+_QuerySetT = TypeVar("_QuerySetT", bound=QuerySet[Any])
 
 
 def _no_instance_access(owner: type[Any]) -> AttributeError:
@@ -61,6 +65,8 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
     """
 
     model: type[ModelT]
+    #: The QuerySet class :meth:`get_queryset` builds (see :meth:`from_queryset`).
+    _queryset_class: ClassVar[type[QuerySet[Any]]] = QuerySet
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,7 +109,39 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
                 f"{type(self).__name__} is not attached to a model; declare it on a "
                 "model class and read it from there (User.objects)."
             )
-        return QuerySet(self._bound_model)
+        return self._queryset_class(self._bound_model)
+
+    @classmethod
+    def from_queryset(
+        cls, queryset_class: type[QuerySet[Any]], class_name: str | None = None
+    ) -> type[Self]:
+        """Return a Manager subclass whose querysets are *queryset_class*, with the
+        custom public methods of *queryset_class* copied onto it, as Django's
+        ``Manager.from_queryset``.
+
+        Type checkers cannot see methods added at run time; for a custom
+        QuerySet they can follow, use :meth:`QuerySet.as_manager`.
+        """
+        if not (
+            isinstance(queryset_class, type) and issubclass(queryset_class, QuerySet)  # pyright: ignore[reportUnnecessaryIsInstance]
+        ):
+            raise TypeError(
+                f"from_queryset() takes a QuerySet subclass, not {queryset_class!r}"
+            )
+        attrs: dict[str, Any] = {"_queryset_class": queryset_class}
+        for klass in reversed(queryset_class.__mro__):
+            if not issubclass(klass, QuerySet) or klass is QuerySet:
+                continue
+            members: dict[str, Any] = dict(klass.__dict__)
+            for name, value in members.items():
+                if name.startswith("_") or hasattr(cls, name) or not callable(value):
+                    continue
+                if isinstance(value, classmethod | staticmethod):
+                    continue
+                attrs[name] = _proxy(name, value)
+        name = class_name or f"{cls.__name__}From{queryset_class.__name__}"
+        manager_class: Any = type(name, (cls,), attrs)
+        return manager_class  # type: ignore[no-any-return]
 
     # The QuerySet's public methods, so `User.objects.get(...)` reads like Django.
 
@@ -126,6 +164,18 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
     def order_by(self, *fields: str) -> QuerySet[ModelT]:
         """Return a QuerySet ordered by *fields* (``"-name"`` descending)."""
         return self.get_queryset().order_by(*fields)
+
+    def reverse(self) -> QuerySet[ModelT]:
+        """Return a QuerySet in descending primary-key order."""
+        return self.get_queryset().reverse()
+
+    def only(self, *fields: str) -> QuerySet[ModelT]:
+        """Return a QuerySet that loads only *fields* (and the primary key)."""
+        return self.get_queryset().only(*fields)
+
+    def defer(self, *fields: str | None) -> QuerySet[ModelT]:
+        """Return a QuerySet that does not load *fields*."""
+        return self.get_queryset().defer(*fields)
 
     def select_related(self, *fields: str) -> QuerySet[ModelT]:
         """Return a QuerySet that JOINs the named many-to-one relationships."""
@@ -239,6 +289,47 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
         whole table takes the explicit ``Model.objects.all().delete()``.
         """
         return await self.get_queryset().update(**values)
+
+
+def _proxy(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def proxy(self: Manager[Any], *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.get_queryset(), name)(*args, **kwargs)
+
+    return proxy
+
+
+class QuerySetManager(_ObjectsDescriptor, Generic[_QuerySetT]):
+    """The model attribute :meth:`QuerySet.as_manager` returns.
+
+    Read from a model class it is a fresh ``_QuerySetT`` of that model (cached
+    per class; querysets are immutable), so type checkers see the custom
+    QuerySet's methods next to the built-in ones.
+    """
+
+    def __init__(self, queryset_class: type[_QuerySetT]) -> None:
+        super().__init__()
+        self.queryset_class = queryset_class
+        self._querysets: dict[type[Any], _QuerySetT] = {}
+
+    def __repr__(self) -> str:
+        return f"<QuerySetManager of {self.queryset_class.__name__}>"
+
+    @overload  # type: ignore[override]  # a QuerySet, not a Manager
+    def __get__(self, instance: None, owner: type[Any]) -> _QuerySetT: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any]) -> NoReturn: ...
+    def __get__(  # pyright: ignore[reportIncompatibleMethodOverride]
+        self, instance: object | None, owner: type[Any]
+    ) -> _QuerySetT:
+        if instance is not None:
+            raise _no_instance_access(owner)
+        queryset = self._querysets.get(owner)
+        if queryset is None:
+            queryset = self.queryset_class(owner)
+            queryset._manager = True  # pyright: ignore[reportPrivateUsage]
+            self._querysets[owner] = queryset
+        return queryset
 
 
 def _subclass_exception(

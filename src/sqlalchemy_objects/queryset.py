@@ -42,7 +42,7 @@ from .expressions import Aggregate, Q, negate
 from .session import current_session, lock_for, shielded
 
 if TYPE_CHECKING:
-    pass
+    from .manager import QuerySetManager
 
 logger = logging.getLogger("sqlalchemy_objects")
 
@@ -78,8 +78,11 @@ class QuerySet(Generic[ModelT]):
     """
 
     __slots__ = (
+        "_defer",
         "_limit",
+        "_manager",
         "_offset",
+        "_only",
         "_options",
         "_order",
         "_target",
@@ -102,6 +105,25 @@ class QuerySet(Generic[ModelT]):
         self._offset = 0
         # (relationship path, joined?) from select_related / prefetch_related
         self._options: tuple[tuple[str, bool], ...] = ()
+        # only() / defer(): the columns to load is (only or all) minus defer
+        self._only: frozenset[str] | None = None
+        self._defer: frozenset[str] = frozenset()
+        # True only for the QuerySet a model's as_manager() attribute hands out
+        self._manager = False
+
+    @classmethod
+    def as_manager(cls) -> QuerySetManager[Self]:
+        """Return a model attribute that hands out this QuerySet class, typed.
+
+        ``objects = ArticleQuerySet.as_manager()`` makes ``Article.objects`` an
+        ``ArticleQuerySet`` of ``Article``, so the custom methods chain with the
+        built-in ones and type checkers see both
+        (``Article.objects.published().filter(...).published()``). As on a
+        Manager, ``Article.objects.delete()`` is refused: say ``.all().delete()``.
+        """
+        from .manager import QuerySetManager
+
+        return QuerySetManager(cls)
 
     def __repr__(self) -> str:
         return f"<QuerySet of {self.model.__name__}, {len(self._where)} condition(s)>"
@@ -114,7 +136,17 @@ class QuerySet(Generic[ModelT]):
     def _clone(self, **changes: Any) -> Self:
         clone = type(self).__new__(type(self))
         clone.model = self.model
-        for name in ("where", "target", "order", "limit", "offset", "options"):
+        clone._manager = False
+        for name in (
+            "where",
+            "target",
+            "order",
+            "limit",
+            "offset",
+            "options",
+            "only",
+            "defer",
+        ):
             setattr(clone, f"_{name}", changes.get(name, getattr(self, f"_{name}")))
         return clone
 
@@ -203,6 +235,50 @@ class QuerySet(Generic[ModelT]):
         related = tuple((f, False) for f in fields)
         return self._clone(options=(*self._options, *related))
 
+    def only(self, *fields: str) -> Self:
+        """Load only the named columns (and the primary key) when rows are fetched.
+
+        A later ``only()`` replaces the set; fields named by :meth:`defer`
+        stay deferred, as in Django. Reading an attribute that was not loaded
+        needs IO, which async code cannot do on attribute access: use
+        ``await session.refresh(obj, ["field"])``, or ``await
+        obj.awaitable_attrs.field`` with SQLAlchemy's ``AsyncAttrs`` mixin.
+        """
+        names = self._column_names(fields, "only()")
+        return self._clone(only=frozenset(names))
+
+    def defer(self, *fields: str | None) -> Self:
+        """Do not load the named columns when rows are fetched; ``defer(None)``
+        clears every deferral. See :meth:`only` for reading them later."""
+        if fields == (None,):
+            return self._clone(defer=frozenset())
+        if any(f is None for f in fields):
+            raise TypeError("defer(None) clears deferrals and takes no other field.")
+        names = self._column_names([f for f in fields if f is not None], "defer()")
+        return self._clone(defer=self._defer | frozenset(names))
+
+    def _column_names(self, fields: Iterable[str], what: str) -> list[str]:
+        names: list[str] = []
+        for field in fields:
+            if not isinstance(field, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(f"{what} takes field names, not {field!r}")
+            names.append(lookups.column_of(self.model, field, what).key)
+        return names
+
+    def _loaded_columns(self) -> list[Any] | None:
+        """The column attributes only()/defer() leave loaded, or None for all."""
+        if self._only is None and not self._defer:
+            return None
+        mapper = lookups.mapper_of(self.model)
+        pk = {mapper.get_property_by_column(c).key for c in mapper.primary_key}
+        names = list(mapper.column_attrs.keys())
+        wanted = self._only if self._only is not None else set(names)
+        return [
+            getattr(self.model, name)
+            for name in names
+            if name in pk or (name in wanted and name not in self._defer)
+        ]
+
     def __getitem__(self, key: slice) -> Self:
         """``qs[a:b]``: LIMIT / OFFSET, lazily; slices of slices compose."""
         if not isinstance(key, slice):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -243,6 +319,9 @@ class QuerySet(Generic[ModelT]):
                     for path, is_joined in dict.fromkeys(self._options)
                 )
             )
+        columns = self._loaded_columns()
+        if columns is not None:
+            stmt = stmt.options(sqlalchemy.orm.load_only(*columns))
         return stmt
 
     def _select(self, stmt: Any) -> Any:
@@ -494,6 +573,12 @@ class QuerySet(Generic[ModelT]):
         """Delete every matching row in one DELETE; return ``(count, {model: count})``
         as Django does. The database's ON DELETE rules apply; SQLAlchemy's
         ORM-level cascades do not run."""
+        if self._manager:
+            name = self.model.__name__
+            raise TypeError(
+                f"{name}.objects.delete() would empty the whole table, so, as in "
+                f"Django, it takes an explicit {name}.objects.all().delete()."
+            )
         self._refuse_if_sliced("delete")
         stmt = delete(self.model)
         if self._where:

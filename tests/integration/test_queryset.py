@@ -4,12 +4,23 @@ aggregates, async iteration, related loading, update_or_create, bulk_create."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
-from sqlalchemy_objects import Avg, Count, Database, FieldError, Max, Min, Q, Sum
+from sqlalchemy_objects import (
+    Avg,
+    Count,
+    Database,
+    FieldError,
+    Manager,
+    Max,
+    Min,
+    Q,
+    Sum,
+)
 from tests.conftest import StatementLog
 from tests.models import Article, Note, User
 
@@ -587,3 +598,87 @@ async def test_case_of_contains_and_iexact_per_backend(db: Database) -> None:
     unicode_fold = await User.objects.filter(username__iexact="ärger").exists()
     # SQLite's lower() folds ASCII only.
     assert unicode_fold is (db.backend != "sqlite")
+
+
+async def test_regex_and_iregex(db: Database) -> None:
+    """Case-sensitive ``regex`` and Unicode-folding ``iregex`` on every backend
+    (MariaDB whatever the collation); the pattern is a bind parameter."""
+    for i, text in enumerate(("Hello", "hello", "ÄBC", "äbc", "a.b", "axb")):
+        await User.objects.create(username=f"u{i}", email=text)
+    await User.objects.create(username="nobody", email="", nickname=None)
+
+    async def matching(**lookup: str) -> list[str]:
+        return (
+            await User.objects.filter(**lookup)
+            .order_by("id")
+            .values_list("email", flat=True)
+        )
+
+    assert await matching(email__regex="^H") == ["Hello"]
+    assert await matching(email__iregex="^h") == ["Hello", "hello"]
+    assert await matching(email__regex="^ä") == ["äbc"]
+    assert await matching(email__iregex="^ä") == ["ÄBC", "äbc"]
+    assert await matching(email__regex=r"^a\.b$") == ["a.b"]
+    assert await matching(email__regex="'; DROP TABLE users; --") == []
+    # exclude keeps NULLs, as for every lookup
+    assert await User.objects.exclude(nickname__regex="x").count() == 7
+    with pytest.raises(TypeError, match=r"User.username__regex needs a pattern"):
+        User.objects.filter(username__regex=3)
+
+
+async def test_only_and_defer(db: Database) -> None:
+    await make_users()
+    async with db.session() as session:
+        ann = await User.objects.only("username").get(username="ann")
+        state = inspect(ann)
+        assert {"id", "username"} <= set(state.dict)
+        assert {"email", "age"} <= state.unloaded
+        await session.refresh(ann, ["email"])  # the documented way to load later
+        assert ann.email == "a@x"
+    async with db.session():
+        bob = await User.objects.defer("email", "age").get(username="bob")
+        assert {"email", "age"} <= inspect(bob).unloaded
+        assert bob.nickname == "b"
+    async with db.session():
+        # Django's rules: (only or all) minus deferred, the pk always loaded;
+        # defer(None) clears the deferrals.
+        cy = (
+            await User.objects.only("username", "email")
+            .defer("email")
+            .get(username="cy")
+        )
+        assert inspect(cy).unloaded >= {"email", "age", "nickname"}
+        assert "id" in inspect(cy).dict
+        full = await User.objects.defer("email").defer(None).get(username="dee")
+        assert not inspect(full).unloaded - {"articles"}
+    with pytest.raises(FieldError, match="'articles' into a column of User in only"):
+        User.objects.only("articles")
+    with pytest.raises(TypeError, match=r"defer\(None\) clears"):
+        User.objects.defer(None, "email")
+
+
+async def test_custom_queryset_as_manager_and_from_queryset(db: Database) -> None:
+    ann = await User.objects.create(username="ann")
+    for title, published in (("a-1", True), ("a-2", False), ("b-1", True)):
+        await Article.objects.create(title=title, published=published, author=ann)
+    # as_manager(): the model attribute is the custom QuerySet; methods chain
+    assert await Article.stories.published().titles() == ["a-1", "b-1"]
+    assert await Article.stories.filter(title__startswith="a").published().titles() == [
+        "a-1"
+    ]
+    assert await Article.stories.published().titled("b").count() == 1
+    assert (await Article.stories.get(title="a-2")).published is False
+    # from_queryset(): a Manager class with the custom methods copied on
+    manager: Any = Article.story_manager  # its copied methods are run-time only
+    assert type(manager).__name__ == "ManagerFromArticleQuerySet"
+    assert await manager.titled("a").published().titles() == ["a-1"]
+    assert await manager.filter(published=False).titles() == ["a-2"]
+    assert await manager.titles() == ["a-1", "a-2", "b-1"]
+    # As on a Manager, emptying the table takes an explicit all()
+    with pytest.raises(TypeError, match=r"Article.objects.all\(\).delete\(\)"):
+        await Article.stories.delete()
+    assert not hasattr(Article.story_manager, "delete")
+    assert await Article.stories.published().delete() == (2, {"Article": 2})
+    assert await Article.stories.all().delete() == (1, {"Article": 1})
+    with pytest.raises(TypeError, match="takes a QuerySet subclass"):
+        Manager.from_queryset(Article)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, assert_type
 
 from sqlalchemy_objects import Avg, Count, Q, QuerySet
-from tests.models import Article, User
+from tests.models import Article, ArticleQuerySet, User
 
 
 async def queryset_types() -> None:
@@ -34,9 +34,21 @@ async def queryset_types() -> None:
     )
     async for user in User.objects.filter(age=1):
         assert_type(user, User)
+    assert_type(User.objects.only("username").defer("email"), QuerySet[User])
+    assert_type(User.objects.filter(username__regex="^a").reverse(), QuerySet[User])
+
+
+async def custom_queryset_types() -> None:
+    # as_manager(): custom and built-in methods chain in either order, typed
+    assert_type(Article.stories, ArticleQuerySet)
+    assert_type(Article.stories.published().filter(id=1).titled("a"), ArticleQuerySet)
+    assert_type(await Article.stories.published().titles(), list[str])
+    assert_type(await Article.stories.published().get(id=1), Article)
+    assert_type(await Article.stories.get_or_create(title="x"), tuple[Article, bool])
 
 
 async def rejected() -> None:
     # Each line must be an error for mypy (warn_unused_ignores proves it is).
     await User.objects.bulk_create([Article(title="x")])  # type: ignore[list-item]
     User.objects.filter(3)  # type: ignore[arg-type]
+    Article.stories.no_such_method()  # type: ignore[attr-defined]
