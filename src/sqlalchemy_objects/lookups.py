@@ -15,6 +15,7 @@ from typing import Any, Final
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    String,
     and_,
     any_,
     bindparam,
@@ -120,7 +121,7 @@ def _regexp_with_inline_flag(
     element: Regex, compiler: Any, case_sensitive_flag: str, **kw: Any
 ) -> str:
     flag = "(?i)" if element.insensitive else case_sensitive_flag
-    pattern: Any = bindparam(None, flag + element.pattern)
+    pattern = bindparam(None, flag + element.pattern, type_=String())
     text: str = compiler.process(element.column.regexp_match(pattern), **kw)
     return text
 
