@@ -682,3 +682,48 @@ async def test_custom_queryset_as_manager_and_from_queryset(db: Database) -> Non
     assert await Article.stories.all().delete() == (1, {"Article": 1})
     with pytest.raises(TypeError, match="takes a QuerySet subclass"):
         Manager.from_queryset(Article)  # type: ignore[arg-type]
+
+
+LOOKUP_CASES = [
+    ("age", 20, ["bob", "dee"]),
+    ("age__exact", 30, ["ann"]),
+    ("username__iexact", "ANN", ["ann"]),
+    ("email__contains", "@y", ["cy", "dee"]),
+    ("email__icontains", "@Y", ["cy", "dee"]),
+    ("age__in", [20, 40], ["bob", "cy", "dee"]),
+    ("age__in", [], []),
+    ("age__gt", 20, ["ann", "cy"]),
+    ("age__gte", 30, ["ann", "cy"]),
+    ("age__lt", 30, ["bob", "dee"]),
+    ("age__lte", 30, ["ann", "bob", "dee"]),
+    ("username__startswith", "b", ["bob"]),
+    ("username__istartswith", "B", ["bob"]),
+    ("email__endswith", "@x", ["ann", "bob"]),
+    ("email__iendswith", "@X", ["ann", "bob"]),
+    ("age__range", (25, 40), ["ann", "cy"]),
+    ("nickname__isnull", True, ["ann", "cy"]),
+    ("nickname__isnull", False, ["bob", "dee"]),
+    ("nickname", None, ["ann", "cy"]),
+    ("username__regex", "^(a|c)", ["ann", "cy"]),
+    ("username__iregex", "^(A|C)", ["ann", "cy"]),
+    ("pk__in", [], []),
+    ("email__contains", "%", []),  # LIKE wildcards are matched literally
+    ("email__startswith", "_", []),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    LOOKUP_CASES,
+    ids=[f"{k}={v!r}" for k, v, _ in LOOKUP_CASES],
+)
+async def test_every_lookup(
+    db: Database, key: str, value: object, expected: list[str]
+) -> None:
+    """Each Django lookup, filtered and excluded, on every backend."""
+    await make_users()
+    found = await User.objects.filter(**{key: value}).order_by("username")
+    assert names(found) == expected
+    # exclude() is the complement, NULL rows included (Django's semantics)
+    rest = await User.objects.exclude(**{key: value}).order_by("username")
+    assert sorted(names(rest) + expected) == ["ann", "bob", "cy", "dee"]
