@@ -100,6 +100,9 @@ async def test_q_unknown_field_is_a_field_error_before_sql(
 
 async def test_order_by_and_reverse(db: Database) -> None:
     await make_users()
+    assert not User.objects.filter(age=1).ordered
+    assert User.objects.order_by("age").ordered
+    assert not User.objects.order_by("age").order_by().ordered
     by_age = await User.objects.order_by("age", "-username")
     assert names(by_age) == ["dee", "bob", "ann", "cy"]
     assert names(await User.objects.order_by("age", "-username").reverse()) == [
