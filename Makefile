@@ -41,7 +41,7 @@ bench: install services
 	$(BIN)/python benchmarks/get_or_create.py
 
 docs: install
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 demo: install
 	$(BIN)/python examples/demo.py
