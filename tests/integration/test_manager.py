@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqlalchemy_objects import (
@@ -372,3 +373,28 @@ async def test_a_defaults_callable_may_query_the_same_session(db: Database) -> N
         )
     assert created
     assert user.nickname == "user-2"
+
+
+async def test_autocommit_reads_skip_begin_on_postgresql(db: Database) -> None:
+    """On PostgreSQL (default READ COMMITTED) an autocommit read runs without
+    BEGIN/ROLLBACK, a session and a stricter isolation level keep transactions;
+    other backends read in a transaction."""
+    await User.objects.create(username="ann")
+
+    async def driver_in_transaction(session: AsyncSession) -> bool:
+        raw = await (await session.connection()).get_raw_connection()
+        await session.scalar(select(User.id).limit(1))
+        return bool(raw.driver_connection.is_in_transaction())  # type: ignore[union-attr]
+
+    if db.backend != "postgresql":
+        assert db.quick_read_sessionmaker is db.read_sessionmaker
+        return
+    assert await db.run_read(driver_in_transaction) is False
+    async with db.session() as session:
+        await User.objects.get(username="ann")
+        assert await driver_in_transaction(session) is True
+    strict = Database(db.url, isolation_level="REPEATABLE READ")
+    try:
+        assert await strict.run_read(driver_in_transaction) is True
+    finally:
+        await strict.dispose()
