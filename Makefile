@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+FAST_PATH_SUITES := tests/integration/test_fast_path.py \
+	tests/integration/test_manager.py tests/integration/test_get_or_create_errors.py \
+	tests/concurrency/test_races.py tests/reliability/test_isolation_and_load.py \
+	tests/reliability/test_killed_connections.py
 
 .PHONY: install fmt lint typecheck test check bench docs demo demo-api services clean
 
@@ -32,6 +36,10 @@ services:
 test: install services
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	# The get_or_create suites once more on PostgreSQL with the one-statement
+	# path forced off: both paths must pass the same tests.
+	SQLALCHEMY_OBJECTS_FAST_PATH=0 $(BIN)/coverage run --append -m pytest -q \
+		-k postgresql $(FAST_PATH_SUITES)
 	$(BIN)/coverage combine -q || true
 	$(BIN)/coverage report
 

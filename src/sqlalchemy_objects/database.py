@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from . import _dialects
+from . import _dialects, _fast_insert
 from .exceptions import ConfigurationError
 from .session import enter_session, leave_session, shielded
 
@@ -27,6 +27,15 @@ _BINDING_ATTR: Final = "__sqlalchemy_objects_database__"
 _COMMIT_LOST_NOTE: Final = (
     "sqlalchemy-objects: the connection was lost while COMMIT was in flight, so the "
     "transaction may or may not have been committed. Check before writing again."
+)
+
+#: Set to "0" to turn get_or_create's one-statement path off by default.
+FAST_PATH_ENV: Final = "SQLALCHEMY_OBJECTS_FAST_PATH"
+
+_STATEMENT_LOST_NOTE: Final = (
+    "sqlalchemy-objects: the connection was lost while the INSERT was in flight; "
+    "it runs outside a transaction, so the row may or may not have been written. "
+    "Check before writing again."
 )
 
 #: How many times an autocommit write is rerun after the server aborted its whole
@@ -50,6 +59,12 @@ class Database:
             wait up to the busy timeout instead of failing with "database is
             locked" when a read transaction upgrades. Reads made outside a
             session always use ``DEFERRED``. Ignored by other backends.
+        fast_get_or_create: Let get_or_create create a row with one
+            ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` statement in
+            autocommit mode on PostgreSQL, where that cannot behave differently
+            from the ORM path (see docs/performance.md). None (the default)
+            means on, unless the ``SQLALCHEMY_OBJECTS_FAST_PATH`` environment
+            variable is ``0``.
         **engine_options: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
             On MySQL/MariaDB ``isolation_level`` defaults to ``READ COMMITTED``
             (as in Django); on SQLite the busy timeout defaults to 30 seconds
@@ -61,6 +76,7 @@ class Database:
         url: str | URL | None = None,
         *,
         sqlite_begin: _dialects.SqliteBegin = "IMMEDIATE",
+        fast_get_or_create: bool | None = None,
         **engine_options: Any,
     ) -> None:
         raw = (
@@ -98,18 +114,24 @@ class Database:
         self.read_sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.read_engine, expire_on_commit=False
         )
-        # Reads of run_read(): on PostgreSQL at the default READ COMMITTED level,
-        # without BEGIN and ROLLBACK (two round trips of three). Each statement
-        # then sees the data committed when it starts, as it would inside a READ
-        # COMMITTED transaction. Streaming (server-side cursors) needs a
-        # transaction and keeps read_sessionmaker.
+        # PostgreSQL sessions without BEGIN: each statement commits by itself, at
+        # the server's default READ COMMITTED. run_autocommit() uses them, and
+        # run_read() too unless an isolation_level was asked for. Streaming
+        # (server-side cursors) needs a transaction and keeps read_sessionmaker.
+        self.autocommit_sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self.quick_read_sessionmaker = self.read_sessionmaker
-        if self.backend == "postgresql" and "isolation_level" not in engine_options:
-            self.quick_read_sessionmaker = async_sessionmaker(
+        if self.backend == "postgresql":
+            self.autocommit_sessionmaker = async_sessionmaker(
                 self.engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False,
             )
+            if "isolation_level" not in engine_options:
+                self.quick_read_sessionmaker = self.autocommit_sessionmaker
         self._bases: list[type[Any]] = []
+        if fast_get_or_create is None:
+            fast_get_or_create = os.environ.get(FAST_PATH_ENV, "1") != "0"
+        #: get_or_create's one-statement miss path on PostgreSQL.
+        self.fast_get_or_create: bool = fast_get_or_create
 
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
@@ -171,6 +193,38 @@ class Database:
             logger.info("connection lost during a read; retrying it once: %s", exc.orig)
         async with self.quick_read_sessionmaker() as session:
             return await work(session)
+
+    async def run_autocommit(
+        self, work: Callable[[AsyncSession, _fast_insert.Progress], Awaitable[_R]]
+    ) -> _R | None:
+        """Run *work* on one PostgreSQL connection without a transaction: each
+        statement commits by itself (under the pytest plugin, inside the test's
+        transaction). Return None at once on other backends.
+
+        A connection found dead before anything was written (``progress.writing``
+        unset) is replaced and *work* runs once more; one lost while an INSERT
+        was in flight is raised with the "outcome unknown" note.
+        """
+        if self.autocommit_sessionmaker is None:
+            return None
+        for attempt in (1, 2):
+            progress = _fast_insert.Progress()
+            async with self.autocommit_sessionmaker() as session:
+                try:
+                    return await work(session, progress)
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated:
+                        raise
+                    if progress.writing:
+                        exc.add_note(_STATEMENT_LOST_NOTE)
+                        raise
+                    if attempt == 2:
+                        raise
+                    logger.info(
+                        "connection lost during a read; retrying it once: %s",
+                        exc.orig,
+                    )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def run_write(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
         """Run *work* (which must flush) in a short transaction of its own and commit.

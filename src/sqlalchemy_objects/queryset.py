@@ -35,7 +35,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import _dialects, exceptions, lookups
+from . import _dialects, _fast_insert, exceptions, lookups
 from ._typing import ModelT
 from .database import Database, bound_database
 from .expressions import Aggregate, Q, negate
@@ -909,27 +909,103 @@ class QuerySet(Generic[ModelT]):
     async def _get_or_create_autocommit(
         self, db: Database, create_from: Mapping[str, Any], lookup: Mapping[str, Any]
     ) -> tuple[ModelT, bool]:
-        obj = await db.run_read(lambda session: self._first_or_none(session, lookup))
-        if obj is not None:
-            return obj, False
-        values = await self._resolve_values(create_from)
+        target = (
+            _fast_insert.conflict_target(self.model, lookup)
+            if db.fast_get_or_create
+            else None
+        )
+        outcome = None
+        if target is not None:
+            key = target
+            outcome = await db.run_autocommit(
+                lambda session, progress: self._get_or_insert_autocommit(
+                    session, progress, create_from, lookup, key
+                )
+            )
+        if isinstance(outcome, tuple):
+            return outcome
+        if outcome is None:  # not eligible: read in a read transaction
+            obj = await db.run_read(
+                lambda session: self._first_or_none(session, lookup)
+            )
+            if obj is not None:
+                return obj, False
+            values = await self._resolve_values(create_from)
+        else:  # eligible, but the ORM path must create: values already resolved
+            values = outcome
         try:
             # The call owns this transaction, so it needs no savepoint.
             obj = await db.run_write(lambda session: self._insert(session, values))
         except IntegrityError as exc:
-            if not _dialects.is_unique_violation(exc, db.backend):
-                raise
-            logger.debug(
-                "get_or_create lost a race for %s; retrying get()", self.model.__name__
-            )
-            # A fresh transaction sees the winner's row at any isolation level.
-            found = await db.run_read(
-                lambda session: self._first_or_none(session, lookup)
-            )
-            if found is None:
-                raise
-            return found, False
+            return await self._after_lost_race(db, lookup, exc)
         return obj, True
+
+    async def _get_or_insert_autocommit(
+        self,
+        session: AsyncSession,
+        progress: _fast_insert.Progress,
+        create_from: Mapping[str, Any],
+        lookup: Mapping[str, Any],
+        target: tuple[str, ...],
+    ) -> tuple[ModelT, bool] | dict[str, Any]:
+        """get_or_create on one connection without a transaction (PostgreSQL):
+        SELECT; on a miss ``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING``;
+        on a conflict one more SELECT, each statement committed by itself.
+
+        Returns the resolved creation values instead of a result when the ORM
+        path must create the row (the object or the session has something a
+        flush would run, or the conflicting row is gone again).
+        """
+        obj = await self._first_or_none(session, lookup)
+        if obj is not None:
+            return obj, False
+        values = await self._resolve_values(create_from)
+        candidate = self.model(**values)
+        if not _fast_insert.holds_columns_only(
+            candidate
+        ) or _fast_insert.session_has_flush_listeners(session):
+            return values
+        progress.writing = True
+        try:
+            created = await _fast_insert.insert_or_nothing(session, candidate, target)
+        except IntegrityError as exc:
+            if not _dialects.is_unique_violation(exc, "postgresql"):
+                raise
+            created = None
+            error: IntegrityError | None = exc
+            await session.rollback()  # a savepoint under the pytest plugin
+        else:
+            error = None
+        progress.writing = False
+        if created:
+            await session.commit()  # no-op without a transaction
+            return candidate, True
+        logger.debug(
+            "get_or_create lost a race for %s; retrying get()", self.model.__name__
+        )
+        # A new statement: it sees every row committed before it started.
+        found = await self._first_or_none(session, lookup)
+        if found is not None:
+            return found, False
+        if error is not None:
+            raise error
+        return values
+
+    async def _after_lost_race(
+        self, db: Database, lookup: Mapping[str, Any], error: IntegrityError
+    ) -> tuple[ModelT, bool]:
+        """The one retried get after a lost race: ``(row, False)``, else the
+        original *error* re-raised."""
+        if not _dialects.is_unique_violation(error, db.backend):
+            raise error
+        logger.debug(
+            "get_or_create lost a race for %s; retrying get()", self.model.__name__
+        )
+        # A fresh transaction sees the winner's row at any isolation level.
+        found = await db.run_read(lambda session: self._first_or_none(session, lookup))
+        if found is None:
+            raise error
+        return found, False
 
     async def _note_snapshot(
         self, session: AsyncSession, exc: IntegrityError, lookup: Mapping[str, Any]
