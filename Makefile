@@ -47,6 +47,7 @@ check: lint typecheck test docs
 
 bench: install services
 	$(BIN)/python benchmarks/get_or_create.py
+	$(BIN)/python benchmarks/peers/run.py --repeats 3
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
@@ -58,5 +59,5 @@ demo-api: install
 	$(BIN)/uvicorn examples.fastapi_app:app --host 127.0.0.1 --port 8000
 
 clean:
-	rm -rf $(VENV) site dist .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) benchmarks/.venvs site dist .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
 	rm -f sqlalchemy_objects.sqlite3*

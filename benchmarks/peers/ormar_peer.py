@@ -1,0 +1,37 @@
+"""ormar: ``Item.objects.get_or_create(_defaults=..., key=...)``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ormar
+import sqlalchemy
+from harness import arguments, measure
+
+ARGS = arguments()
+DATABASE = ormar.DatabaseConnection(
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/test", pool_size=20
+)
+CONFIG = ormar.OrmarConfig(metadata=sqlalchemy.MetaData(), database=DATABASE)
+
+
+class Item(ormar.Model):
+    ormar_config = CONFIG.copy(tablename=ARGS.table)
+
+    id: int = ormar.Integer(primary_key=True)
+    key: str = ormar.Text(unique=True)
+    value: str = ormar.Text()
+
+
+async def main() -> None:
+    await DATABASE.connect()
+
+    async def get_or_create(key: str) -> tuple[Any, bool]:
+        return await Item.objects.get_or_create(_defaults={"value": "v"}, key=key)
+
+    await measure(ARGS, get_or_create)
+    await DATABASE.disconnect()
+
+
+asyncio.run(main())
