@@ -12,10 +12,15 @@ its outcome cannot differ from the ORM path's:
   ``before_insert`` / ``after_insert`` listeners, and the session has no flush
   listeners: a flush would run nothing that the INSERT skips;
 * the object, built with the model's own constructor (so ``__init__`` and
-  ``@validates`` run as usual), holds column values only.
+  ``@validates`` run as usual), holds column values only;
+* the lookup has no None value (a unique key does not stop NULLs repeating);
+* every mapped column is a plain, undeferred column of the table, and nothing
+  listens for instances being loaded, so a row turned into an object here is
+  what an ORM query would have made of it.
 
-The returned object is in the state the ORM path leaves it in: detached, every
-column loaded from ``RETURNING``, relationships unloaded.
+Reads and the INSERT are Core statements on a bare connection, without an ORM
+session. Objects come back in the state the ORM path leaves them in:
+detached, every column loaded, relationships unloaded.
 """
 
 from __future__ import annotations
@@ -23,9 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from sqlalchemy import Table, UniqueConstraint, inspect
+from sqlalchemy import ColumnElement, Table, UniqueConstraint, and_, inspect, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -50,6 +54,8 @@ def conflict_target(
 ) -> tuple[str, ...] | None:
     """Return the column names of the key the lookup names exactly, or None when
     the one-statement path does not apply to this model and lookup."""
+    if any(value is None for value in lookup.values()):
+        return None
     keys = frozenset(lookup)
     cache_key = (model, keys)
     if cache_key not in _targets:
@@ -57,8 +63,14 @@ def conflict_target(
     target = _targets[cache_key]
     if target is not None:
         # Listeners may be added at any time: checked on every call.
-        dispatch = lookups.mapper_of(model).dispatch
-        if dispatch.before_insert or dispatch.after_insert:
+        mapper = lookups.mapper_of(model)
+        dispatch = mapper.dispatch
+        if (
+            dispatch.before_insert
+            or dispatch.after_insert
+            or mapper.class_manager.dispatch.load
+            or mapper.class_manager.dispatch.refresh
+        ):
             return None
     return target
 
@@ -76,12 +88,19 @@ def _find_target(model: type[Any], keys: frozenset[str]) -> tuple[str, ...] | No
     exact = lookups.creation_values(model, dict.fromkeys(keys))
     if len(exact) != len(keys):  # an operator lookup (age__gte=...) filters only
         return None
+    for prop in mapper.column_attrs:
+        if (
+            len(prop.columns) != 1
+            or getattr(prop.columns[0], "table", None) is not table
+            or prop.deferred
+        ):
+            return None
     columns: set[str] = set()
     for name in exact:
-        prop = mapper.column_attrs.get(name)
-        if prop is None or len(prop.columns) != 1:
+        attr = mapper.column_attrs.get(name)
+        if attr is None:
             return None
-        column = prop.columns[0]
+        column = attr.columns[0]
         if getattr(column, "table", None) is not table:
             return None
         columns.add(column.name)
@@ -117,14 +136,50 @@ class Progress:
         self.writing = False
 
 
-def session_has_flush_listeners(session: AsyncSession) -> bool:
-    dispatch = session.sync_session.dispatch
+def has_flush_listeners(session_class: type[Any]) -> bool:
+    """Whether sessions of *session_class* run listeners a flush would fire
+    (asked of a throwaway instance: class-level dispatch cannot tell)."""
+    dispatch = session_class().dispatch
     return any(getattr(dispatch, name) for name in _FLUSH_EVENTS)
 
 
-async def insert_or_nothing(
-    session: AsyncSession, obj: Any, target: tuple[str, ...]
-) -> bool:
+def holds_columns_only(obj: Any) -> bool:
+    """Whether the constructed object carries nothing but column values (its
+    ``__init__`` set no relationship)."""
+    state = inspect(obj)
+    relationships = state.mapper.relationships
+    return not any(key in relationships for key in state.dict)
+
+
+def _columns(mapper: Mapper[Any]) -> list[Any]:
+    return [prop.columns[0] for prop in mapper.column_attrs]
+
+
+def _detached(mapper: Mapper[Any], row: Any, obj: Any = None) -> Any:
+    """*obj* (or a new instance, made as an ORM load makes it: no ``__init__``)
+    holding *row*'s column values, detached with its identity."""
+    if obj is None:
+        obj = mapper.class_manager.new_instance()
+    for prop, value in zip(mapper.column_attrs, row, strict=True):
+        set_committed_value(obj, prop.key, value)
+    make_transient_to_detached(obj)
+    return obj
+
+
+async def select_one(
+    executor: Any, model: type[Any], where: tuple[ColumnElement[bool], ...]
+) -> tuple[bool, Any]:
+    """Return ``(True, obj or None)``, or ``(False, None)`` if more than one row
+    matched (the ORM path then reports it)."""
+    mapper: Mapper[Any] = lookups.mapper_of(model)
+    stmt: Any = select(*_columns(mapper)).where(and_(*where)).limit(2)
+    rows = (await executor.execute(stmt)).all()
+    if len(rows) > 1:
+        return False, None
+    return True, (_detached(mapper, rows[0]) if rows else None)
+
+
+async def insert_or_nothing(executor: Any, obj: Any, target: tuple[str, ...]) -> bool:
     """INSERT *obj* unless a row with the same *target* key exists. Return
     whether the row was inserted; *obj* is then detached with every column
     loaded. Return False (and leave *obj* alone) on a conflict."""
@@ -136,24 +191,14 @@ async def insert_or_nothing(
         for prop in mapper.column_attrs
         if prop.key in state.dict
     }
-    stmt: Any = (
+    stmt: Any = (  # pyright: ignore[reportUnknownVariableType]
         pg_insert(table)
         .values(values)
         .on_conflict_do_nothing(index_elements=list(target))
-        .returning(*(prop.columns[0] for prop in mapper.column_attrs))
+        .returning(*_columns(mapper))
     )
-    row: Any = (await session.execute(stmt)).first()
+    row: Any = (await executor.execute(stmt)).first()
     if row is None:
         return False
-    for prop, value in zip(mapper.column_attrs, row, strict=True):
-        set_committed_value(obj, prop.key, value)
-    make_transient_to_detached(obj)
+    _detached(mapper, row, obj)
     return True
-
-
-def holds_columns_only(obj: Any) -> bool:
-    """Whether the constructed object carries nothing but column values (its
-    ``__init__`` set no relationship)."""
-    state = inspect(obj)
-    relationships = state.mapper.relationships
-    return not any(key in relationships for key in state.dict)

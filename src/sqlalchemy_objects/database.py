@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from . import _dialects, _fast_insert
 from .exceptions import ConfigurationError
@@ -195,36 +196,49 @@ class Database:
             return await work(session)
 
     async def run_autocommit(
-        self, work: Callable[[AsyncSession, _fast_insert.Progress], Awaitable[_R]]
+        self, work: Callable[[Any, _fast_insert.Progress], Awaitable[_R]]
     ) -> _R | None:
         """Run *work* on one PostgreSQL connection without a transaction: each
-        statement commits by itself (under the pytest plugin, inside the test's
-        transaction). Return None at once on other backends.
+        statement commits by itself. *work* gets an ``AsyncConnection`` (or,
+        when the pytest plugin has bound the sessions to the test's transaction,
+        an ``AsyncSession`` on it) and uses only ``execute``, ``commit`` and
+        ``rollback``. Return None at once on other backends.
 
         A connection found dead before anything was written (``progress.writing``
         unset) is replaced and *work* runs once more; one lost while an INSERT
         was in flight is raised with the "outcome unknown" note.
         """
-        if self.autocommit_sessionmaker is None:
+        maker = self.autocommit_sessionmaker
+        if maker is None:
             return None
+        bind = maker.kw.get("bind")
         for attempt in (1, 2):
             progress = _fast_insert.Progress()
-            async with self.autocommit_sessionmaker() as session:
-                try:
+            try:
+                if isinstance(bind, AsyncEngine):
+                    async with bind.connect() as conn:
+                        return await work(conn, progress)
+                async with maker() as session:
                     return await work(session, progress)
-                except DBAPIError as exc:
-                    if not exc.connection_invalidated:
-                        raise
-                    if progress.writing:
-                        exc.add_note(_STATEMENT_LOST_NOTE)
-                        raise
-                    if attempt == 2:
-                        raise
-                    logger.info(
-                        "connection lost during a read; retrying it once: %s",
-                        exc.orig,
-                    )
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                if progress.writing:
+                    exc.add_note(_STATEMENT_LOST_NOTE)
+                    raise
+                if attempt == 2:
+                    raise
+                logger.info(
+                    "connection lost during a read; retrying it once: %s", exc.orig
+                )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def autocommit_flush_listeners(self) -> bool:
+        """Whether the autocommit sessions' class has flush listeners, which the
+        one-statement get_or_create would not run."""
+        maker = self.autocommit_sessionmaker
+        sync_class = (maker.kw.get("sync_session_class") if maker else None) or Session
+        return _fast_insert.has_flush_listeners(sync_class)
 
     async def run_write(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
         """Run *work* (which must flush) in a short transaction of its own and commit.

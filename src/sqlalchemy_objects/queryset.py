@@ -918,8 +918,8 @@ class QuerySet(Generic[ModelT]):
         if target is not None:
             key = target
             outcome = await db.run_autocommit(
-                lambda session, progress: self._get_or_insert_autocommit(
-                    session, progress, create_from, lookup, key
+                lambda executor, progress: self._get_or_insert_autocommit(
+                    db, executor, progress, create_from, lookup, key
                 )
             )
         if isinstance(outcome, tuple):
@@ -942,49 +942,52 @@ class QuerySet(Generic[ModelT]):
 
     async def _get_or_insert_autocommit(
         self,
-        session: AsyncSession,
+        db: Database,
+        executor: Any,
         progress: _fast_insert.Progress,
         create_from: Mapping[str, Any],
         lookup: Mapping[str, Any],
         target: tuple[str, ...],
-    ) -> tuple[ModelT, bool] | dict[str, Any]:
+    ) -> tuple[ModelT, bool] | dict[str, Any] | None:
         """get_or_create on one connection without a transaction (PostgreSQL):
         SELECT; on a miss ``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING``;
         on a conflict one more SELECT, each statement committed by itself.
 
-        Returns the resolved creation values instead of a result when the ORM
-        path must create the row (the object or the session has something a
-        flush would run, or the conflicting row is gone again).
+        Returns None when the ORM path must do everything (several rows
+        matched), or the resolved creation values when it must create the row
+        (the object or the sessions have something a flush would run, or the
+        conflicting row is gone again).
         """
-        obj = await self._first_or_none(session, lookup)
+        single, obj = await _fast_insert.select_one(executor, self.model, self._where)
+        if not single:
+            return None
         if obj is not None:
             return obj, False
         values = await self._resolve_values(create_from)
         candidate = self.model(**values)
-        if not _fast_insert.holds_columns_only(
-            candidate
-        ) or _fast_insert.session_has_flush_listeners(session):
+        if (
+            not _fast_insert.holds_columns_only(candidate)
+            or db.autocommit_flush_listeners()
+        ):
             return values
         progress.writing = True
+        error: IntegrityError | None = None
         try:
-            created = await _fast_insert.insert_or_nothing(session, candidate, target)
+            created = await _fast_insert.insert_or_nothing(executor, candidate, target)
         except IntegrityError as exc:
             if not _dialects.is_unique_violation(exc, "postgresql"):
                 raise
-            created = None
-            error: IntegrityError | None = exc
-            await session.rollback()  # a savepoint under the pytest plugin
-        else:
-            error = None
+            created, error = False, exc
+            await executor.rollback()  # a savepoint under the pytest plugin
         progress.writing = False
         if created:
-            await session.commit()  # no-op without a transaction
+            await executor.commit()  # no-op without a transaction
             return candidate, True
         logger.debug(
             "get_or_create lost a race for %s; retrying get()", self.model.__name__
         )
         # A new statement: it sees every row committed before it started.
-        found = await self._first_or_none(session, lookup)
+        single, found = await _fast_insert.select_one(executor, self.model, self._where)
         if found is not None:
             return found, False
         if error is not None:

@@ -12,7 +12,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sqlalchemy_objects import Database
+from sqlalchemy_objects import Database, QuerySet, _fast_insert
 from tests.conftest import StatementLog
 from tests.models import User
 
@@ -133,24 +133,55 @@ async def test_a_clash_on_another_unique_key_raises_on_both_paths(
 
 
 async def test_a_lost_race_returns_the_winner(db: Database, fast: bool) -> None:
-    """The row appears between our read and our insert: the insert does nothing,
-    one retried get returns the winner, created=False."""
+    """The row appears between our read and our insert: the insert does nothing
+    (or raises, on the ORM path), one retried get returns the winner,
+    created=False."""
     winner = await User.objects.create(username="ann", email="winner")
-    original = User.objects.get_queryset().__class__._first_or_none
     calls = 0
+    if fast:
+        owner: Any = _fast_insert
+        name = "select_one"
+    else:
+        owner = QuerySet
+        name = "_first_or_none"
+    original = getattr(owner, name)
 
-    async def miss_once(self: Any, session: Any, lookup: Any, **kw: Any) -> Any:
+    async def miss_once(*args: Any, **kw: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 1:
-            return None  # as if the winner committed just after our read
-        return await original(self, session, lookup, **kw)
+        if calls == 1:  # as if the winner committed just after our read
+            return (True, None) if fast else None
+        return await original(*args, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(User.objects.get_queryset().__class__, "_first_or_none", miss_once)
+        mp.setattr(owner, name, miss_once)
         user, created = await User.objects.get_or_create(
             username="ann", defaults={"email": "loser"}
         )
     assert (user.id, user.email, created) == (winner.id, "winner", False)
     assert calls == 2
     assert await User.objects.count() == 1
+
+
+async def test_load_listeners_and_none_lookups_take_the_orm_path(
+    db: Database, sql: StatementLog
+) -> None:
+    """A load listener must see rows loaded by get_or_create, and a lookup on
+    NULL cannot rely on a unique key (NULLs repeat): both take the ORM path."""
+    await User.objects.create(username="ann")
+    loaded: list[str] = []
+
+    def on_load(target: User, context: Any) -> None:
+        loaded.append(target.username)
+
+    event.listen(User, "load", on_load)
+    try:
+        user, created = await User.objects.get_or_create(username="ann")
+    finally:
+        event.remove(User, "load", on_load)
+    assert (user.username, created, loaded) == ("ann", False, ["ann"])
+    _, created = await User.objects.get_or_create(
+        nickname=None, defaults={"username": "bob"}
+    )
+    assert created is False  # ann has no nickname: found, not created
+    assert on_conflict_inserts(sql) == []
