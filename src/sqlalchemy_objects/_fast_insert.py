@@ -28,7 +28,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Table, UniqueConstraint, and_, inspect, select
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    inspect,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Mapper, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -166,16 +174,61 @@ def _detached(mapper: Mapper[Any], row: Any, obj: Any = None) -> Any:
     return obj
 
 
+#: A SELECT of every column, and its bind parameters.
+Prepared = tuple[Any, dict[str, Any]]
+
+_prepared: dict[
+    tuple[type[Any], frozenset[str]], tuple[Any, list[tuple[str, str]]]
+] = {}
+
+
+def where_select(model: type[Any], where: tuple[ColumnElement[bool], ...]) -> Prepared:
+    """The SELECT of every column of *model* under *where* (at most 2 rows)."""
+    mapper: Mapper[Any] = lookups.mapper_of(model)
+    return select(*_columns(mapper)).where(and_(*where)).limit(2), {}
+
+
+def prepared_select(model: type[Any], lookup: Mapping[str, Any]) -> Prepared | None:
+    """A SELECT built once per model and lookup shape, for a lookup shape that
+    an earlier call proved valid and eligible; None otherwise."""
+    keys = frozenset(lookup)
+    if _targets.get((model, keys)) is None or any(
+        value is None for value in lookup.values()
+    ):
+        return None
+    entry = _prepared.get((model, keys))
+    if entry is None:
+        mapper: Mapper[Any] = lookups.mapper_of(model)
+        # {lookup key: attribute name}: "pk" and "name__exact" become names.
+        names = {
+            key: name
+            for name, key in lookups.creation_values(
+                model, {k: k for k in keys}
+            ).items()
+        }
+        params = [(key, f"p{i}") for i, key in enumerate(sorted(keys))]
+        where = [
+            mapper.column_attrs[names[key]].columns[0] == bindparam(param)
+            for key, param in params
+        ]
+        entry = _prepared[(model, keys)] = (
+            select(*_columns(mapper)).where(*where).limit(2),
+            params,
+        )
+    stmt, params = entry
+    return stmt, {param: lookup[key] for key, param in params}
+
+
 async def select_one(
-    executor: Any, model: type[Any], where: tuple[ColumnElement[bool], ...]
+    executor: Any, model: type[Any], spec: Prepared
 ) -> tuple[bool, Any]:
     """Return ``(True, obj or None)``, or ``(False, None)`` if more than one row
     matched (the ORM path then reports it)."""
-    mapper: Mapper[Any] = lookups.mapper_of(model)
-    stmt: Any = select(*_columns(mapper)).where(and_(*where)).limit(2)
-    rows = (await executor.execute(stmt)).all()
+    stmt, params = spec
+    rows = (await executor.execute(stmt, params)).all()
     if len(rows) > 1:
         return False, None
+    mapper: Mapper[Any] = lookups.mapper_of(model)
     return True, (_detached(mapper, rows[0]) if rows else None)
 
 

@@ -640,13 +640,22 @@ class QuerySet(Generic[ModelT]):
             sqlalchemy.exc.IntegrityError: the insert failed for another reason
                 than a lost race (another unique key, a foreign key, NOT NULL...).
         """
-        qs = self.filter(**lookup)  # FieldError before any SQL
+        # A lookup shape already proven valid and eligible for the one-statement
+        # path has a prepared SELECT: no WHERE to build, no FieldError possible.
+        prepared = (
+            None if self._where else _fast_insert.prepared_select(self.model, lookup)
+        )
+        qs = self if prepared is not None else self.filter(**lookup)  # FieldError
         defaults = self._check_defaults(defaults, "get_or_create", "defaults")
         # Lookup names were checked by filter(), defaults just above.
         create_from = {**lookups.creation_values(self.model, lookup), **defaults}
         target = self._resolve()
         if isinstance(target, Database):
-            return await qs._get_or_create_autocommit(target, create_from, lookup)
+            return await qs._get_or_create_autocommit(
+                target, create_from, lookup, prepared
+            )
+        if prepared is not None:
+            qs = self.filter(**lookup)
         async with lock_for(target).hold():
             return await qs._get_or_create_in(target, create_from, lookup)
 
@@ -907,8 +916,14 @@ class QuerySet(Generic[ModelT]):
         return obj, True
 
     async def _get_or_create_autocommit(
-        self, db: Database, create_from: Mapping[str, Any], lookup: Mapping[str, Any]
+        self,
+        db: Database,
+        create_from: Mapping[str, Any],
+        lookup: Mapping[str, Any],
+        prepared: _fast_insert.Prepared | None = None,
     ) -> tuple[ModelT, bool]:
+        """*self* is filtered by *lookup*, unless *prepared* (the lookup's
+        prepared SELECT) stands in for that filter."""
         target = (
             _fast_insert.conflict_target(self.model, lookup)
             if db.fast_get_or_create
@@ -917,17 +932,17 @@ class QuerySet(Generic[ModelT]):
         outcome = None
         if target is not None:
             key = target
+            spec = prepared or _fast_insert.where_select(self.model, self._where)
             outcome = await db.run_autocommit(
                 lambda executor, progress: self._get_or_insert_autocommit(
-                    db, executor, progress, create_from, lookup, key
+                    db, executor, progress, create_from, spec, key
                 )
             )
         if isinstance(outcome, tuple):
             return outcome
+        qs = self if prepared is None else self.filter(**lookup)
         if outcome is None:  # not eligible: read in a read transaction
-            obj = await db.run_read(
-                lambda session: self._first_or_none(session, lookup)
-            )
+            obj = await db.run_read(lambda session: qs._first_or_none(session, lookup))
             if obj is not None:
                 return obj, False
             values = await self._resolve_values(create_from)
@@ -935,9 +950,9 @@ class QuerySet(Generic[ModelT]):
             values = outcome
         try:
             # The call owns this transaction, so it needs no savepoint.
-            obj = await db.run_write(lambda session: self._insert(session, values))
+            obj = await db.run_write(lambda session: qs._insert(session, values))
         except IntegrityError as exc:
-            return await self._after_lost_race(db, lookup, exc)
+            return await qs._after_lost_race(db, lookup, exc)
         return obj, True
 
     async def _get_or_insert_autocommit(
@@ -946,7 +961,7 @@ class QuerySet(Generic[ModelT]):
         executor: Any,
         progress: _fast_insert.Progress,
         create_from: Mapping[str, Any],
-        lookup: Mapping[str, Any],
+        spec: _fast_insert.Prepared,
         target: tuple[str, ...],
     ) -> tuple[ModelT, bool] | dict[str, Any] | None:
         """get_or_create on one connection without a transaction (PostgreSQL):
@@ -958,7 +973,7 @@ class QuerySet(Generic[ModelT]):
         (the object or the sessions have something a flush would run, or the
         conflicting row is gone again).
         """
-        single, obj = await _fast_insert.select_one(executor, self.model, self._where)
+        single, obj = await _fast_insert.select_one(executor, self.model, spec)
         if not single:
             return None
         if obj is not None:
@@ -987,7 +1002,7 @@ class QuerySet(Generic[ModelT]):
             "get_or_create lost a race for %s; retrying get()", self.model.__name__
         )
         # A new statement: it sees every row committed before it started.
-        single, found = await _fast_insert.select_one(executor, self.model, self._where)
+        single, found = await _fast_insert.select_one(executor, self.model, spec)
         if found is not None:
             return found, False
         if error is not None:

@@ -12,9 +12,9 @@ from sqlalchemy import event, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sqlalchemy_objects import Database, QuerySet, _fast_insert
+from sqlalchemy_objects import Database, FieldError, QuerySet, _fast_insert
 from tests.conftest import StatementLog
-from tests.models import User
+from tests.models import Article, User
 
 
 def on_conflict_inserts(sql: StatementLog) -> list[str]:
@@ -185,3 +185,23 @@ async def test_load_listeners_and_none_lookups_take_the_orm_path(
     )
     assert created is False  # ann has no nickname: found, not created
     assert on_conflict_inserts(sql) == []
+
+
+async def test_a_filtered_manager_keeps_its_filter_after_the_shape_is_cached(
+    db: Database,
+) -> None:
+    """Once Article(title=...) is a known eligible shape, the plain manager
+    reads with a prepared SELECT; a manager that pre-filters must not."""
+    ann = await User.objects.create(username="ann")
+    draft, created = await Article.objects.get_or_create(
+        title="x", defaults={"author_id": ann.id}
+    )
+    assert created
+    again, created = await Article.objects.get_or_create(title="x")
+    assert (again.id, created) == (draft.id, False)  # the cached shape
+    with pytest.raises(IntegrityError):  # the draft is not published
+        await Article.published_objects.get_or_create(
+            title="x", defaults={"author_id": ann.id}
+        )
+    with pytest.raises(FieldError):
+        await Article.objects.get_or_create(titel="x")
