@@ -28,7 +28,9 @@ class ItemRepository(SQLAlchemyAsyncRepository[Item]):
 
 async def main() -> None:
     engine = create_async_engine(
-        "postgresql+asyncpg://postgres@127.0.0.1:5432/test", pool_size=20
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+        pool_size=20,
+        max_overflow=0,
     )
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 

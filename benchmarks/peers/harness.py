@@ -47,6 +47,16 @@ async def measure(args: argparse.Namespace, get_or_create: GetOrCreate) -> None:
         _, created = await get_or_create(f"miss-{args.tag}-{i}")
         timings["miss"].append((time.perf_counter() - started) * 1e6)
         assert created
+    # hit-conc: 32 coroutines share the calls (pool of 20 in every system)
+    hot_calls = iter(range(args.calls * 2))
+
+    async def worker() -> None:
+        for i in hot_calls:
+            await get_or_create(hot[i % len(hot)])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(args.callers)))
+    ops = args.calls * 2 / (time.perf_counter() - started)
     exceptions: list[str] = []
     bad_rounds = 0
     for round_no in range(args.rounds):
@@ -69,6 +79,7 @@ async def measure(args: argparse.Namespace, get_or_create: GetOrCreate) -> None:
         name: {"median": statistics.median(xs), "p99": _p99(xs)}
         for name, xs in timings.items()
     }
+    out["hit_conc_ops"] = ops
     out["race"] = {
         "rounds": args.rounds,
         "callers": args.callers,

@@ -11,7 +11,7 @@ from harness import arguments, measure
 
 ARGS = arguments()
 DATABASE = ormar.DatabaseConnection(
-    "postgresql+asyncpg://postgres@127.0.0.1:5432/test", pool_size=20
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/test", pool_size=20, max_overflow=0
 )
 CONFIG = ormar.OrmarConfig(metadata=sqlalchemy.MetaData(), database=DATABASE)
 

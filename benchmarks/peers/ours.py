@@ -22,7 +22,7 @@ async def main() -> None:
 
     Item = item_model(Base, args.table)
 
-    db = Database(URL, pool_size=20, max_overflow=20)
+    db = Database(URL, pool_size=20, max_overflow=0)
     db.bind(Base)
 
     async def get_or_create(key: str) -> tuple[Any, bool]:

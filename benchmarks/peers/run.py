@@ -7,8 +7,9 @@ Each system runs in its own process (and, for the peers, its own virtualenv
 under benchmarks/.venvs/, created on first use with pinned versions), on a
 fresh table ``(id serial pk, key text unique not null, value text not null)``
 holding the hot keys. Workloads: hit-seq and miss-seq (one coroutine; median
-and p99 µs), and a race (32 callers released together on one new key, 100
-rounds: exceptions, rounds without exactly one created=True). The order of
+and p99 µs), hit-conc (32 coroutines sharing 2,000 hits, pools of 20: ops/s), and a race
+(32 callers released together on one new key, 100 rounds: exceptions, rounds
+without exactly one created=True). The order of
 the systems alternates between repeats. Medians over repeats are reported
 with min-max, and each ratio is to the raw-asyncpg floor of the same repeat.
 Results go to benchmarks/results/peers-<date>.json and a markdown table on
@@ -172,6 +173,13 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 "p99_us": statistics.median(r[workload]["p99"] for r, _ in ok),
                 "x_floor": statistics.median(ratios),
             }
+        ops = [r["hit_conc_ops"] for r, _ in ok]
+        entry["hit_conc"] = {
+            "ops_per_s": statistics.median(ops),
+            "of_floor": statistics.median(
+                r["hit_conc_ops"] / f["hit_conc_ops"] for r, f in ok
+            ),
+        }
         races = [r["race"] for r, _ in ok]
         entry["race"] = {
             "rounds": sum(r["rounds"] for r in races),
@@ -189,12 +197,12 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def table(summary: dict[str, Any]) -> str:
     lines = [
         "| system | hit µs (min–max) | × floor | miss µs (min–max) | × floor "
-        "| race: exceptions | race: rounds ≠ 1 created |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| hit-conc ops/s (% of floor) | race: exceptions | race: rounds ≠ 1 created |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, s in summary.items():
         if "error" in s:
-            lines.append(f"| {name} | failed: {s['error']} | | | | | |")
+            lines.append(f"| {name} | failed: {s['error']} | | | | | | |")
             continue
         h, m, r = s["hit"], s["miss"], s["race"]
         kinds = f" ({', '.join(r['exception_types'])})" if r["exception_types"] else ""
@@ -202,7 +210,9 @@ def table(summary: dict[str, Any]) -> str:
             f"| {name} | {h['median_us']:.0f} ({h['min_us']:.0f}–{h['max_us']:.0f}) "
             f"| {h['x_floor']:.2f} "
             f"| {m['median_us']:.0f} ({m['min_us']:.0f}–{m['max_us']:.0f}) "
-            f"| {m['x_floor']:.2f} | {r['exceptions']}{kinds} "
+            f"| {m['x_floor']:.2f} "
+            f"| {s['hit_conc']['ops_per_s']:.0f} ({s['hit_conc']['of_floor']:.0%}) "
+            f"| {r['exceptions']}{kinds} "
             f"| {r['rounds_without_exactly_one_created']} of {r['rounds']} |"
         )
     return "\n".join(lines)

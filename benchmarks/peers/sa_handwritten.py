@@ -24,7 +24,7 @@ async def main() -> None:
 
     Item = item_model(Base, args.table)
 
-    engine = create_async_engine(URL, pool_size=20, max_overflow=20)
+    engine = create_async_engine(URL, pool_size=20, max_overflow=0)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def get_or_create(key: str) -> tuple[Any, bool]:
