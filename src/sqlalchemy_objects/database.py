@@ -134,6 +134,23 @@ class Database:
         #: get_or_create's one-statement miss path on PostgreSQL.
         self.fast_get_or_create: bool = fast_get_or_create
 
+    @property
+    def one_statement_get_or_create(self) -> bool:
+        """Whether get_or_create may take its one-statement path here: on
+        PostgreSQL (the only backend with autocommit sessions), when enabled."""
+        return self.fast_get_or_create and self.autocommit_sessionmaker is not None
+
+    def sessionmakers(self) -> list[async_sessionmaker[AsyncSession]]:
+        """Every sessionmaker this Database opens sessions with, each once (the
+        pytest plugin binds them all to a test's connection)."""
+        makers = [
+            self.sessionmaker,
+            self.read_sessionmaker,
+            self.quick_read_sessionmaker,
+            self.autocommit_sessionmaker,
+        ]
+        return list(dict.fromkeys(m for m in makers if m is not None))
+
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
 

@@ -891,9 +891,7 @@ class QuerySet(Generic[ModelT]):
         except IntegrityError as exc:
             if not _dialects.is_unique_violation(exc, _backend(session)):
                 raise
-            logger.debug(
-                "get_or_create lost a race for %s; retrying get()", self.model.__name__
-            )
+            _log_lost_race(self.model)
             backend = _backend(session)
             lock: _Lock = "update" if for_update else None
             if lock is None and _dialects.locking_read_sees_latest(backend):
@@ -926,7 +924,7 @@ class QuerySet(Generic[ModelT]):
         prepared SELECT) stands in for that filter."""
         target = (
             _fast_insert.conflict_target(self.model, lookup)
-            if db.fast_get_or_create
+            if db.one_statement_get_or_create
             else None
         )
         outcome = None
@@ -998,11 +996,9 @@ class QuerySet(Generic[ModelT]):
         if created:
             await executor.commit()  # no-op without a transaction
             return candidate, True
-        logger.debug(
-            "get_or_create lost a race for %s; retrying get()", self.model.__name__
-        )
+        _log_lost_race(self.model)
         # A new statement: it sees every row committed before it started.
-        single, found = await _fast_insert.select_one(executor, self.model, spec)
+        _, found = await _fast_insert.select_one(executor, self.model, spec)
         if found is not None:
             return found, False
         if error is not None:
@@ -1016,9 +1012,7 @@ class QuerySet(Generic[ModelT]):
         original *error* re-raised."""
         if not _dialects.is_unique_violation(error, db.backend):
             raise error
-        logger.debug(
-            "get_or_create lost a race for %s; retrying get()", self.model.__name__
-        )
+        _log_lost_race(self.model)
         # A fresh transaction sees the winner's row at any isolation level.
         found = await db.run_read(lambda session: self._first_or_none(session, lookup))
         if found is None:
@@ -1036,6 +1030,10 @@ class QuerySet(Generic[ModelT]):
                     model=self.model.__name__, lookup=_describe(lookup), level=level
                 )
             )
+
+
+def _log_lost_race(model: type[Any]) -> None:
+    logger.debug("get_or_create lost a race for %s; retrying get()", model.__name__)
 
 
 def _backend(session: AsyncSession) -> str:

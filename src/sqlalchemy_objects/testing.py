@@ -157,9 +157,7 @@ async def objects_db(
     db = objects_database or Database(objects_schema)
     connection = await db.engine.connect()
     outer = await connection.begin()
-    makers = [db.sessionmaker, db.read_sessionmaker, db.quick_read_sessionmaker]
-    if db.autocommit_sessionmaker is not None:
-        makers.append(db.autocommit_sessionmaker)
+    makers = db.sessionmakers()
     saved = [dict(maker.kw) for maker in makers]
     # Every session of this Database joins the test's transaction; its commits
     # become savepoint releases, its rollbacks savepoint rollbacks.
