@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import enum
+from decimal import Decimal
 from typing import Any, Self
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Numeric, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from sqlalchemy_objects import Manager, ManagerMixin, QuerySet
@@ -76,6 +78,35 @@ class Note(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     text: Mapped[str] = mapped_column(String(200))
+
+
+class Tag(Base):
+    """Plain columns and no Python-side default: get_or_create's one-statement
+    path sends its SELECT and its INSERT through the driver's cursor."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(64), server_default="")
+
+
+class Level(enum.Enum):
+    LOW = "low"
+    HIGH = "high"
+
+
+class Setting(Base):
+    """Columns whose values SQLAlchemy converts (Numeric, Enum, JSON): the
+    one-statement path runs them through execute(), never the bare cursor."""
+
+    __tablename__ = "settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    ratio: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    level: Mapped[Level | None] = mapped_column(Enum(Level, name="setting_level"))
+    data: Mapped[Any] = mapped_column(JSON, nullable=True)
 
 
 def user_values(**overrides: Any) -> dict[str, Any]:

@@ -13,18 +13,33 @@ its outcome cannot differ from the ORM path's:
   listeners: a flush would run nothing that the INSERT skips;
 * the object, built with the model's own constructor (so ``__init__`` and
   ``@validates`` run as usual), holds column values only;
-* the lookup has no None value (a unique key does not stop NULLs repeating);
+* the lookup has no None value (a unique key does not stop NULLs repeating)
+  and no SQL expression; the values to insert hold no SQL expression either,
+  and None is left out where the column has a default, as a flush does;
 * every mapped column is a plain, undeferred column of the table, and nothing
   listens for instances being loaded, so a row turned into an object here is
   what an ORM query would have made of it.
 
 Reads and the INSERT are Core statements on a bare connection, without an ORM
-session. Objects come back in the state the ORM path leaves them in:
-detached, every column loaded, relationships unloaded.
+session, all run in one greenlet switch. Objects come back in the state the
+ORM path leaves them in: detached, every column loaded, relationships
+unloaded.
+
+A statement prepared once (the SELECT of a known lookup shape; the INSERT of a
+known set of columns) goes one step further, straight through the DBAPI
+cursor with its SQL compiled once, when that skips nothing ``execute()``
+would do: no parameter or column needing a type conversion, no Python-side
+default to compute, no statement or transaction listener on the engine, no
+SQL logging, no execution option but the isolation level. Its errors go
+through SQLAlchemy's own handling (see :data:`_handle_error`).
+
+Inside a session, :func:`orm_select` gives get_or_create a ``select(Model)``
+built once per lookup shape, so a hit builds no WHERE clause.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -36,10 +51,13 @@ from sqlalchemy import (
     bindparam,
     inspect,
     select,
+    types,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import ClauseElement
 
 from . import lookups
 
@@ -62,7 +80,7 @@ def conflict_target(
 ) -> tuple[str, ...] | None:
     """Return the column names of the key the lookup names exactly, or None when
     the one-statement path does not apply to this model and lookup."""
-    if any(value is None for value in lookup.values()):
+    if not bindable(lookup):
         return None
     keys = frozenset(lookup)
     cache_key = (model, keys)
@@ -174,84 +192,327 @@ def _detached(mapper: Mapper[Any], row: Any, obj: Any = None) -> Any:
     return obj
 
 
-#: A SELECT of every column, and its bind parameters.
-Prepared = tuple[Any, dict[str, Any]]
+class Prepared:
+    """A SELECT of every column of a model, its bind parameters, and the
+    lookup shape it was prepared for (None: built for one call)."""
 
-_prepared: dict[
-    tuple[type[Any], frozenset[str]], tuple[Any, list[tuple[str, str]]]
+    __slots__ = ("params", "shape", "stmt")
+
+    def __init__(
+        self,
+        stmt: Any,
+        params: dict[str, Any],
+        shape: tuple[type[Any], frozenset[str]] | None = None,
+    ) -> None:
+        self.stmt = stmt
+        self.params = params
+        self.shape = shape
+
+
+#: Lookup shape -> [(lookup key, bind name, column)] when every key is an exact
+#: match on a plain column of the model's table; None otherwise.
+_exact_shapes: dict[
+    tuple[type[Any], frozenset[str]], list[tuple[str, str, Any]] | None
 ] = {}
+_prepared: dict[tuple[type[Any], frozenset[str]], Any] = {}
+_orm_prepared: dict[tuple[type[Any], frozenset[str]], Any] = {}
+
+
+def _exact_columns(
+    shape: tuple[type[Any], frozenset[str]],
+) -> list[tuple[str, str, Any]] | None:
+    if shape in _exact_shapes:
+        return _exact_shapes[shape]
+    model, keys = shape
+    mapper: Mapper[Any] = lookups.mapper_of(model)
+    table = mapper.local_table
+    # {lookup key: attribute name}: "pk" and "name__exact" become names.
+    names = {
+        key: name
+        for name, key in lookups.creation_values(model, {k: k for k in keys}).items()
+    }
+    columns: list[tuple[str, str, Any]] | None = []
+    for i, key in enumerate(sorted(keys)):
+        attr = mapper.column_attrs.get(names.get(key, ""))
+        column = (
+            attr.columns[0] if attr is not None and len(attr.columns) == 1 else None
+        )
+        if column is None or getattr(column, "table", None) is not table:
+            columns = None
+            break
+        assert columns is not None
+        columns.append((key, f"p{i}", column))
+    _exact_shapes[shape] = columns
+    return columns
+
+
+def bindable(lookup: Mapping[str, Any]) -> bool:
+    """Whether every value of *lookup* is a plain value a bind parameter can
+    carry: not None (``IS NULL``) and not a SQL expression."""
+    return not any(
+        value is None
+        or isinstance(value, ClauseElement)
+        or hasattr(value, "__clause_element__")
+        for value in lookup.values()
+    )
 
 
 def where_select(model: type[Any], where: tuple[ColumnElement[bool], ...]) -> Prepared:
     """The SELECT of every column of *model* under *where* (at most 2 rows)."""
     mapper: Mapper[Any] = lookups.mapper_of(model)
-    return select(*_columns(mapper)).where(and_(*where)).limit(2), {}
+    return Prepared(select(*_columns(mapper)).where(and_(*where)).limit(2), {})
 
 
 def prepared_select(model: type[Any], lookup: Mapping[str, Any]) -> Prepared | None:
-    """A SELECT built once per model and lookup shape, for a lookup shape that
-    an earlier call proved valid and eligible; None otherwise."""
+    """A SELECT of every column built once per model and lookup shape, for a
+    lookup shape that an earlier call proved valid and eligible for the
+    one-statement path; None otherwise."""
     keys = frozenset(lookup)
-    if _targets.get((model, keys)) is None or any(
-        value is None for value in lookup.values()
-    ):
+    shape = (model, keys)
+    if _targets.get(shape) is None or not bindable(lookup):
         return None
-    entry = _prepared.get((model, keys))
-    if entry is None:
+    columns = _exact_columns(shape)
+    if columns is None:  # pragma: no cover - an eligible shape is exact columns
+        return None
+    stmt = _prepared.get(shape)
+    if stmt is None:
         mapper: Mapper[Any] = lookups.mapper_of(model)
-        # {lookup key: attribute name}: "pk" and "name__exact" become names.
-        names = {
-            key: name
-            for name, key in lookups.creation_values(
-                model, {k: k for k in keys}
-            ).items()
-        }
-        params = [(key, f"p{i}") for i, key in enumerate(sorted(keys))]
-        where = [
-            mapper.column_attrs[names[key]].columns[0] == bindparam(param)
-            for key, param in params
-        ]
-        entry = _prepared[(model, keys)] = (
-            select(*_columns(mapper)).where(*where).limit(2),
-            params,
-        )
-    stmt, params = entry
-    return stmt, {param: lookup[key] for key, param in params}
+        where = [column == bindparam(param) for _, param, column in columns]
+        stmt = _prepared[shape] = select(*_columns(mapper)).where(*where).limit(2)
+    return Prepared(stmt, {param: lookup[key] for key, param, _ in columns}, shape)
 
 
-async def select_one(
-    executor: Any, model: type[Any], spec: Prepared
-) -> tuple[bool, Any]:
+def orm_select(
+    model: type[Any], lookup: Mapping[str, Any], limit: int
+) -> tuple[Any, dict[str, Any]] | None:
+    """``select(model)`` under *lookup*, built once per lookup shape, and its
+    parameters; None unless every key is an exact match (``name``,
+    ``name__exact``, ``pk``) on a plain column with a non-None value."""
+    if not bindable(lookup):
+        return None
+    shape = (model, frozenset(lookup))
+    columns = _exact_columns(shape)
+    if columns is None:
+        return None
+    stmt = _orm_prepared.get(shape)
+    if stmt is None:
+        where = [column == bindparam(param) for _, param, column in columns]
+        stmt = _orm_prepared[shape] = select(model).where(*where).limit(limit)
+    return stmt, {param: lookup[key] for key, param, _ in columns}
+
+
+# -- The prepared SELECT straight through the driver's cursor ------------------
+#
+# SQLAlchemy's execute() spends about as much Python per statement as a hit
+# costs the database (compiled-cache lookup, execution context, result
+# metadata). For a prepared SELECT whose parameters and columns need no type
+# conversion, the SQL compiled once is sent through the connection's DBAPI
+# cursor instead, as SQLAlchemy itself would send it. Errors go through
+# SQLAlchemy's own handling (wrapping, handle_error listeners, invalidating a
+# dead connection), so callers see what they would see from execute().
+
+#: Connection events that execute() fires and a bare cursor does not.
+_STATEMENT_EVENTS: Final = (
+    "before_execute",
+    "after_execute",
+    "before_cursor_execute",
+    "after_cursor_execute",
+    "begin",
+    "commit",
+    "rollback",
+)
+
+#: SQLAlchemy's error handling for a statement run on a Connection. Private;
+#: without it (another SQLAlchemy version) the cursor path is off.
+_handle_error: Final = getattr(Connection, "_handle_dbapi_exception", None)
+
+
+class _DriverPlan:
+    """The compiled SQL of a statement and how to order its parameters."""
+
+    __slots__ = ("fixed", "order", "sql")
+
+    def __init__(self, sql: str, order: list[str], fixed: dict[str, Any]) -> None:
+        self.sql = sql
+        self.order = order
+        self.fixed = fixed
+
+    def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        fixed = self.fixed
+        return tuple(params[n] if n in params else fixed[n] for n in self.order)
+
+
+#: Column types whose values the driver returns as SQLAlchemy would (and which
+#: have no result processor under the dialect: checked as well).
+_PLAIN_RESULT_TYPES: Final = (
+    types.String,
+    types.Integer,
+    types.Boolean,
+    types.DateTime,
+    types.Date,
+    types.Time,
+    types.Uuid,
+)
+
+_plans: dict[tuple[Any, Any], _DriverPlan | None] = {}
+
+
+def _plan(
+    key: Any, stmt: Any, params: Mapping[str, Any], dialect: Any
+) -> _DriverPlan | None:
+    """*stmt* compiled once for *dialect* (cached under *key*); None when a
+    parameter or a returned column needs a type conversion, which only
+    execute() applies."""
+    cache_key = (key, dialect)
+    if cache_key in _plans:
+        return _plans[cache_key]
+    compiled: Any = stmt.compile(dialect=dialect)
+    order: list[str] = list(compiled.positiontup or ())
+    binds = compiled.binds
+
+    def converts(type_: Any, result: bool) -> bool:
+        impl = type_.dialect_impl(dialect)
+        if result:
+            return (
+                not isinstance(impl, _PLAIN_RESULT_TYPES)
+                or isinstance(type_, types.Enum)
+                or impl.result_processor(dialect, None) is not None
+            )
+        return impl.bind_processor(dialect) is not None
+
+    plan = None
+    if not any(converts(binds[name].type, False) for name in order) and not any(
+        converts(column.type, True) for column in stmt.exported_columns
+    ):
+        fixed = compiled.construct_params(dict.fromkeys(params, None))
+        plan = _DriverPlan(compiled.string, order, fixed)
+    _plans[cache_key] = plan
+    return plan
+
+
+def _cursor_allowed(conn: Connection) -> bool:
+    """Whether a bare cursor would skip nothing execute() does on *conn*: no
+    statement or transaction listeners, no SQL logging, no execution options
+    beyond the isolation level."""
+    engine = conn.engine
+    dispatch = engine.dispatch
+    return (
+        _handle_error is not None
+        and not any(getattr(dispatch, name) for name in _STATEMENT_EVENTS)
+        and not engine.logger.isEnabledFor(logging.INFO)
+        and conn.get_execution_options().keys() <= {"isolation_level"}
+    )
+
+
+def _cursor_rows(conn: Connection, plan: _DriverPlan, args: tuple[Any, ...]) -> Any:
+    proxied = conn.connection
+    cursor = proxied.cursor()
+    try:
+        cursor.execute(plan.sql, args)
+        rows = cursor.fetchall()
+    except BaseException as exc:
+        assert _handle_error is not None
+        _handle_error(conn, exc, plan.sql, args, cursor, None)  # always raises
+        raise  # pragma: no cover
+    cursor.close()
+    return rows
+
+
+def _rows(executor: Any, key: Any, stmt: Any, params: Mapping[str, Any]) -> Any:
+    """The rows of *stmt*: through the cursor where that gives what execute()
+    would (*key* names a cached statement), else through execute()."""
+    if key is not None and type(executor) is Connection:
+        plan = _plan(key, stmt, params, executor.dialect)
+        if plan is not None and _cursor_allowed(executor):
+            return _cursor_rows(executor, plan, plan.arguments(params))
+    return executor.execute(stmt, params).all()
+
+
+def select_one(executor: Any, model: type[Any], spec: Prepared) -> tuple[bool, Any]:
     """Return ``(True, obj or None)``, or ``(False, None)`` if more than one row
-    matched (the ORM path then reports it)."""
-    stmt, params = spec
-    rows = (await executor.execute(stmt, params)).all()
+    matched (the ORM path then reports it). *executor* is a sync ``Connection``
+    or ``Session`` (this runs inside SQLAlchemy's greenlet)."""
+    rows = _rows(executor, spec.shape, spec.stmt, spec.params)
     if len(rows) > 1:
         return False, None
     mapper: Mapper[Any] = lookups.mapper_of(model)
     return True, (_detached(mapper, rows[0]) if rows else None)
 
 
-async def insert_or_nothing(executor: Any, obj: Any, target: tuple[str, ...]) -> bool:
-    """INSERT *obj* unless a row with the same *target* key exists. Return
-    whether the row was inserted; *obj* is then detached with every column
-    loaded. Return False (and leave *obj* alone) on a conflict."""
+def insert_values(obj: Any) -> dict[str, Any] | None:
+    """The attribute values a flush of the new *obj* would INSERT (by attribute
+    key), or None when the one-statement INSERT cannot write what the flush
+    would.
+
+    As in a flush, a None value is left out where the column has a default, a
+    server default or is part of the primary key, so that the default applies;
+    None for a type that stores None as something else (JSON), and a SQL
+    expression as a value, are left to the ORM path.
+    """
     state = inspect(obj)
-    mapper: Mapper[Any] = state.mapper
-    table: Any = mapper.local_table
-    values = {
-        prop.columns[0]: state.dict[prop.key]
-        for prop in mapper.column_attrs
-        if prop.key in state.dict
-    }
-    stmt: Any = (  # pyright: ignore[reportUnknownVariableType]
-        pg_insert(table)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=list(target))
-        .returning(*_columns(mapper))
-    )
-    row: Any = (await executor.execute(stmt)).first()
-    if row is None:
+    values: dict[str, Any] = {}
+    for prop in state.mapper.column_attrs:
+        if prop.key not in state.dict:
+            continue
+        value = state.dict[prop.key]
+        column = prop.columns[0]
+        if value is None:
+            if column.primary_key or column.default is not None:
+                continue
+            if column.server_default is not None:
+                continue
+            if column.type.should_evaluate_none:
+                return None
+        elif isinstance(value, ClauseElement) or hasattr(value, "__clause_element__"):
+            return None
+        values[prop.key] = value
+    return values
+
+
+_inserts: dict[tuple[Any, frozenset[str], tuple[str, ...]], tuple[Any, bool]] = {}
+
+
+def _insert_statement(
+    mapper: Mapper[Any], keys: frozenset[str], target: tuple[str, ...]
+) -> tuple[Any, bool]:
+    """The INSERT ... ON CONFLICT (target) DO NOTHING RETURNING of the
+    attributes *keys*, built once; and whether it may go through the cursor
+    (no column it leaves out has a Python-side default to compute)."""
+    cache_key = (mapper, keys, target)
+    entry = _inserts.get(cache_key)
+    if entry is None:
+        table: Any = mapper.local_table
+        present = {
+            prop.columns[0]: bindparam(prop.key, type_=prop.columns[0].type)
+            for prop in mapper.column_attrs
+            if prop.key in keys
+        }
+        stmt: Any = (  # pyright: ignore[reportUnknownVariableType]
+            pg_insert(table)
+            .values(present)
+            .on_conflict_do_nothing(index_elements=list(target))
+            .returning(*_columns(mapper))
+        )
+        plain = all(
+            column.default is None for column in table.columns if column not in present
+        )
+        built: tuple[Any, bool] = (stmt, plain)  # pyright: ignore[reportUnknownVariableType]
+        entry = _inserts[cache_key] = built
+    return entry
+
+
+def insert_or_nothing(
+    executor: Any, obj: Any, values: dict[str, Any], target: tuple[str, ...]
+) -> bool:
+    """INSERT *values* (from :func:`insert_values`) unless a row with the same
+    *target* key exists. Return whether the row was inserted; *obj* is then
+    detached with every column loaded. Return False (and leave *obj* alone) on
+    a conflict."""
+    mapper: Mapper[Any] = inspect(obj).mapper
+    keys = frozenset(values)
+    stmt, plain = _insert_statement(mapper, keys, target)
+    rows = _rows(executor, (mapper, keys, target) if plain else None, stmt, values)
+    if not rows:
         return False
-    _detached(mapper, row, obj)
+    _detached(mapper, rows[0], obj)
     return True

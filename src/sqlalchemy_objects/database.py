@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.util import greenlet_spawn
 
 from . import _dialects, _fast_insert
 from .exceptions import ConfigurationError
@@ -44,6 +45,15 @@ _STATEMENT_LOST_NOTE: Final = (
 WRITE_RERUNS: Final = 3
 
 logger = logging.getLogger("sqlalchemy_objects")
+
+
+def _on_connection(
+    engine: Engine,
+    work: Callable[[Connection, _fast_insert.Progress], _R],
+    progress: _fast_insert.Progress,
+) -> _R:
+    with engine.connect() as conn:
+        return work(conn, progress)
 
 
 class Database:
@@ -213,13 +223,15 @@ class Database:
             return await work(session)
 
     async def run_autocommit(
-        self, work: Callable[[Any, _fast_insert.Progress], Awaitable[_R]]
+        self, work: Callable[[Any, _fast_insert.Progress], _R]
     ) -> _R | None:
         """Run *work* on one PostgreSQL connection without a transaction: each
-        statement commits by itself. *work* gets an ``AsyncConnection`` (or,
-        when the pytest plugin has bound the sessions to the test's transaction,
-        an ``AsyncSession`` on it) and uses only ``execute``, ``commit`` and
-        ``rollback``. Return None at once on other backends.
+        statement commits by itself. Return None at once on other backends.
+
+        *work* is synchronous and runs inside SQLAlchemy's greenlet, all of it
+        in one switch: it gets a sync ``Connection`` (or, when the pytest plugin
+        has bound the sessions to the test's transaction, a sync ``Session`` on
+        it) and uses only ``execute``, ``commit`` and ``rollback``.
 
         A connection found dead before anything was written (``progress.writing``
         unset) is replaced and *work* runs once more; one lost while an INSERT
@@ -233,10 +245,11 @@ class Database:
             progress = _fast_insert.Progress()
             try:
                 if isinstance(bind, AsyncEngine):
-                    async with bind.connect() as conn:
-                        return await work(conn, progress)
+                    return await greenlet_spawn(
+                        _on_connection, bind.sync_engine, work, progress
+                    )
                 async with maker() as session:
-                    return await work(session, progress)
+                    return await session.run_sync(work, progress)
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import await_only
 
 from . import _dialects, _fast_insert, exceptions, lookups
 from ._typing import ModelT
@@ -640,24 +641,61 @@ class QuerySet(Generic[ModelT]):
             sqlalchemy.exc.IntegrityError: the insert failed for another reason
                 than a lost race (another unique key, a foreign key, NOT NULL...).
         """
-        # A lookup shape already proven valid and eligible for the one-statement
-        # path has a prepared SELECT: no WHERE to build, no FieldError possible.
-        prepared = (
-            None if self._where else _fast_insert.prepared_select(self.model, lookup)
-        )
-        qs = self if prepared is not None else self.filter(**lookup)  # FieldError
-        defaults = self._check_defaults(defaults, "get_or_create", "defaults")
-        # Lookup names were checked by filter(), defaults just above.
-        create_from = {**lookups.creation_values(self.model, lookup), **defaults}
+        plain = self._plain()
         target = self._resolve()
         if isinstance(target, Database):
-            return await qs._get_or_create_autocommit(
-                target, create_from, lookup, prepared
+            # A lookup shape already proven valid and eligible for the
+            # one-statement path has a prepared SELECT: no WHERE to build, no
+            # FieldError possible.
+            prepared = (
+                _fast_insert.prepared_select(self.model, lookup) if plain else None
             )
-        if prepared is not None:
-            qs = self.filter(**lookup)
+            qs = self if prepared is not None else self.filter(**lookup)  # FieldError
+            create_from = self._creation_values(lookup, defaults)
+            return await qs._get_or_create_autocommit(
+                target, create_from, lookup, prepared, one_statement=self._plain(True)
+            )
         async with lock_for(target).hold():
-            return await qs._get_or_create_in(target, create_from, lookup)
+            # Exact matches on columns: a SELECT prepared once per lookup shape
+            # finds a hit without building a WHERE clause.
+            orm = (
+                _fast_insert.orm_select(self.model, lookup, MAX_GET_RESULTS)
+                if plain
+                else None
+            )
+            if orm is None:
+                qs = self.filter(**lookup)  # FieldError
+                create_from = self._creation_values(lookup, defaults)
+                return await qs._get_or_create_in(target, create_from, lookup)
+            create_from = self._creation_values(lookup, defaults)
+            rows = list((await target.scalars(*orm)).all())
+            if rows:
+                return self._one(rows, lookup), False
+            return await self.filter(**lookup)._get_or_create_in(
+                target, create_from, lookup, known_missing=True
+            )
+
+    def _creation_values(
+        self, lookup: Mapping[str, Any], defaults: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """get_or_create's values for a new row: the exact lookups merged with
+        *defaults* (checked: FieldError names the bad keys)."""
+        checked = self._check_defaults(defaults, "get_or_create", "defaults")
+        return {**lookups.creation_values(self.model, lookup), **checked}
+
+    def _plain(self, but_filters: bool = False) -> bool:
+        """Whether this QuerySet is a model's whole table as the manager hands
+        it out (*but_filters*: or filtered): no filter, order, slice, column
+        choice or loader option."""
+        return not (
+            (self._where and not but_filters)
+            or self._order
+            or self._limit is not None
+            or self._offset
+            or self._options
+            or self._only is not None
+            or self._defer
+        )
 
     async def update_or_create(
         self,
@@ -875,12 +913,15 @@ class QuerySet(Generic[ModelT]):
         lookup: Mapping[str, Any],
         *,
         for_update: bool = False,
+        known_missing: bool = False,
     ) -> tuple[ModelT, bool]:
-        obj = await self._first_or_none(
-            session, lookup, lock="update" if for_update else None
-        )
-        if obj is not None:
-            return obj, False
+        """*known_missing*: the caller has just read and found no row."""
+        if not known_missing:
+            obj = await self._first_or_none(
+                session, lookup, lock="update" if for_update else None
+            )
+            if obj is not None:
+                return obj, False
         values = await self._resolve_values(create_from)
         # The caller's pending objects are flushed here, outside the try: their
         # errors are theirs, not a race of ours.
@@ -919,12 +960,15 @@ class QuerySet(Generic[ModelT]):
         create_from: Mapping[str, Any],
         lookup: Mapping[str, Any],
         prepared: _fast_insert.Prepared | None = None,
+        *,
+        one_statement: bool = True,
     ) -> tuple[ModelT, bool]:
         """*self* is filtered by *lookup*, unless *prepared* (the lookup's
-        prepared SELECT) stands in for that filter."""
+        prepared SELECT) stands in for that filter. *one_statement*: the
+        QuerySet loads whole rows and nothing more, as that path does."""
         target = (
             _fast_insert.conflict_target(self.model, lookup)
-            if db.one_statement_get_or_create
+            if one_statement and db.one_statement_get_or_create
             else None
         )
         outcome = None
@@ -953,7 +997,7 @@ class QuerySet(Generic[ModelT]):
             return await qs._after_lost_race(db, lookup, exc)
         return obj, True
 
-    async def _get_or_insert_autocommit(
+    def _get_or_insert_autocommit(
         self,
         db: Database,
         executor: Any,
@@ -966,39 +1010,47 @@ class QuerySet(Generic[ModelT]):
         SELECT; on a miss ``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING``;
         on a conflict one more SELECT, each statement committed by itself.
 
+        Runs inside SQLAlchemy's greenlet (see ``Database.run_autocommit``):
+        *executor* is a sync ``Connection`` or ``Session``, and callable
+        defaults are awaited with ``await_only``.
+
         Returns None when the ORM path must do everything (several rows
         matched), or the resolved creation values when it must create the row
         (the object or the sessions have something a flush would run, or the
         conflicting row is gone again).
         """
-        single, obj = await _fast_insert.select_one(executor, self.model, spec)
+        single, obj = _fast_insert.select_one(executor, self.model, spec)
         if not single:
             return None
         if obj is not None:
             return obj, False
-        values = await self._resolve_values(create_from)
+        values = dict(create_from)
+        if any(callable(value) for value in values.values()):
+            values = await_only(self._resolve_values(create_from))
         candidate = self.model(**values)
-        if (
-            not _fast_insert.holds_columns_only(candidate)
-            or db.autocommit_flush_listeners()
-        ):
+        row = (
+            _fast_insert.insert_values(candidate)
+            if _fast_insert.holds_columns_only(candidate)
+            else None
+        )
+        if row is None or db.autocommit_flush_listeners():
             return values
         progress.writing = True
         error: IntegrityError | None = None
         try:
-            created = await _fast_insert.insert_or_nothing(executor, candidate, target)
+            created = _fast_insert.insert_or_nothing(executor, candidate, row, target)
         except IntegrityError as exc:
             if not _dialects.is_unique_violation(exc, "postgresql"):
                 raise
             created, error = False, exc
-            await executor.rollback()  # a savepoint under the pytest plugin
+            executor.rollback()  # a savepoint under the pytest plugin
         progress.writing = False
         if created:
-            await executor.commit()  # no-op without a transaction
+            executor.commit()  # no-op without a transaction
             return candidate, True
         _log_lost_race(self.model)
         # A new statement: it sees every row committed before it started.
-        _, found = await _fast_insert.select_one(executor, self.model, spec)
+        _, found = _fast_insert.select_one(executor, self.model, spec)
         if found is not None:
             return found, False
         if error is not None:

@@ -11,8 +11,7 @@ permitted".
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Coroutine
 from contextvars import ContextVar, Token
 from typing import Any, Final, TypeVar
 
@@ -56,23 +55,45 @@ class SessionLock:
         self._owner: asyncio.Task[Any] | None = None
         self._depth = 0
 
-    @asynccontextmanager
-    async def hold(self) -> AsyncGenerator[None]:
+    def hold(self) -> _Hold:
         """Hold the lock for the body of an ``async with``."""
+        return _Hold(self)
+
+    async def enter(self) -> bool:
+        """Take the lock (waiting for it) or, in the task holding it, take it
+        again. Return whether it was taken again (nested)."""
         task = asyncio.current_task()
         if self._owner is task and task is not None:
             self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
+            return True
+        await self._lock.acquire()  # cancelled while waiting: not taken
+        self._owner = task
+        return False
+
+    def leave(self, nested: bool) -> None:
+        """Give back what :meth:`enter` took."""
+        if nested:
+            self._depth -= 1
             return
-        async with self._lock:
-            self._owner = task
-            try:
-                yield
-            finally:
-                self._owner = None
+        self._owner = None
+        self._lock.release()
+
+
+class _Hold:
+    """``async with lock.hold():`` (a class, not a generator: it runs on every
+    manager call inside a session)."""
+
+    __slots__ = ("_lock", "_nested")
+
+    def __init__(self, lock: SessionLock) -> None:
+        self._lock = lock
+        self._nested = False
+
+    async def __aenter__(self) -> None:
+        self._nested = await self._lock.enter()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.leave(self._nested)
 
 
 def lock_for(session: AsyncSession) -> SessionLock:

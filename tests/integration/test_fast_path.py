@@ -5,16 +5,20 @@ path. `make test` also runs the get_or_create suites with the path off
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import event, inspect
+from sqlalchemy import event, func, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sqlalchemy_objects import Database, FieldError, QuerySet, _fast_insert
 from tests.conftest import StatementLog
-from tests.models import Article, User
+from tests.models import Article, Level, Setting, Tag, User
+from tests.reliability.test_killed_connections import kill, track_backend_ids
 
 
 def on_conflict_inserts(sql: StatementLog) -> list[str]:
@@ -146,15 +150,19 @@ async def test_a_lost_race_returns_the_winner(db: Database, fast: bool) -> None:
         name = "_first_or_none"
     original = getattr(owner, name)
 
-    async def miss_once(*args: Any, **kw: Any) -> Any:
+    def count(*args: Any, **kw: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 1:  # as if the winner committed just after our read
-            return (True, None) if fast else None
-        return await original(*args, **kw)
+        return calls == 1  # as if the winner committed just after our read
+
+    def miss_once(*args: Any, **kw: Any) -> Any:  # select_one runs in a greenlet
+        return (True, None) if count() else original(*args, **kw)
+
+    async def miss_once_async(*args: Any, **kw: Any) -> Any:
+        return None if count() else await original(*args, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(owner, name, miss_once)
+        mp.setattr(owner, name, miss_once if fast else miss_once_async)
         user, created = await User.objects.get_or_create(
             username="ann", defaults={"email": "loser"}
         )
@@ -205,3 +213,162 @@ async def test_a_filtered_manager_keeps_its_filter_after_the_shape_is_cached(
         )
     with pytest.raises(FieldError):
         await Article.objects.get_or_create(titel="x")
+
+
+class CursorSpy:
+    """Counts the statements the one-statement path sent through the driver's
+    cursor instead of SQLAlchemy's execute()."""
+
+    def __init__(self, mp: pytest.MonkeyPatch) -> None:
+        self.sql: list[str] = []
+        original = _fast_insert._cursor_rows
+
+        def spy(conn: Any, plan: Any, args: Any) -> Any:
+            self.sql.append(plan.sql)
+            return original(conn, plan, args)
+
+        mp.setattr(_fast_insert, "_cursor_rows", spy)
+
+
+@pytest.fixture
+def cursor(monkeypatch: pytest.MonkeyPatch) -> CursorSpy:
+    return CursorSpy(monkeypatch)
+
+
+async def test_plain_columns_go_through_the_cursor(
+    db: Database, fast: bool, cursor: CursorSpy
+) -> None:
+    """Tag's columns need no conversion and it has no Python-side default: its
+    SELECT and its INSERT skip execute(). The object is what the ORM path
+    makes of the same row."""
+    tag, created = await Tag.objects.get_or_create(name="db")
+    again, found_created = await Tag.objects.get_or_create(name="db")
+    assert (created, found_created, again.id) == (True, False, tag.id)
+    assert (tag.label, again.label) == ("", "")  # the server default, loaded
+    state = inspect(again)
+    assert state.detached
+    assert state.identity == (tag.id,)
+    if fast:
+        # The first call's SELECT is built for that call (the lookup shape is
+        # not yet known to be valid); from the second call on it is prepared.
+        kinds = [s.split()[0] for s in cursor.sql]
+        assert kinds == ["INSERT", "SELECT"], cursor.sql
+        assert "ON CONFLICT (name) DO NOTHING" in cursor.sql[0]
+    else:
+        assert cursor.sql == []
+
+
+async def test_converted_types_and_python_defaults_go_through_execute(
+    db: Database, fast: bool, cursor: CursorSpy
+) -> None:
+    """Numeric and Enum values are converted by SQLAlchemy, and a column left
+    out of the INSERT with a Python-side default (User.age) needs SQLAlchemy to
+    compute it: those statements run through execute(), with the same result
+    as the ORM path."""
+    setting, created = await Setting.objects.get_or_create(
+        name="s", defaults={"ratio": Decimal("1.50"), "level": Level.HIGH}
+    )
+    found, again = await Setting.objects.get_or_create(name="s")
+    assert (created, again) == (True, False)
+    assert (found.ratio, found.level) == (Decimal("1.50"), Level.HIGH)
+    assert (setting.ratio, setting.level) == (Decimal("1.50"), Level.HIGH)
+    assert cursor.sql == []
+    user, created = await User.objects.get_or_create(username="ann")
+    assert (created, user.age, user.email) == (True, 0, "")
+    if fast:  # the read of User is plain, its INSERT is not
+        assert [s.split()[0] for s in cursor.sql] == ["SELECT"]
+
+
+async def test_none_for_a_column_with_a_default_gets_the_default(db: Database) -> None:
+    """As in a flush, a None value is left out of the INSERT where the column
+    has a default, so the default applies; on both paths."""
+    for on in (True, False):
+        db.fast_get_or_create = on
+        user, created = await User.objects.get_or_create(
+            username=f"u{on}", defaults={"age": None, "nickname": None}
+        )
+        assert (created, user.age, user.nickname) == (True, 0, None)
+        stored = await User.objects.get(username=f"u{on}")
+        assert (stored.age, stored.nickname) == (0, None)
+
+
+async def test_values_a_bound_insert_cannot_write_take_the_orm_path(
+    db: Database,
+) -> None:
+    """A SQL expression as a value, None for a column with a server default,
+    None for JSON (stored as JSON null, not SQL NULL): the same row on both
+    paths."""
+    outcomes = []
+    for on in (True, False):
+        db.fast_get_or_create = on
+        user, created = await User.objects.get_or_create(
+            username=f"u{on}", defaults={"email": func.lower("A@X")}
+        )
+        assert (created, user.email) == (True, "a@x")
+        tag, created = await Tag.objects.get_or_create(
+            name=f"t{on}", defaults={"label": None}
+        )
+        assert (created, tag.label) == (True, "")  # the server default applies
+        setting, created = await Setting.objects.get_or_create(
+            name=f"s{on}", defaults={"data": None}
+        )
+        assert created
+        async with db.session() as session:
+            sql_null = await session.scalar(
+                text("SELECT data IS NULL FROM settings WHERE name = :n"),
+                {"n": f"s{on}"},
+            )
+        outcomes.append((bool(sql_null), setting.data))
+    assert outcomes[0] == outcomes[1]
+
+
+async def test_statement_listeners_and_sql_logging_turn_the_cursor_off(
+    db: Database, cursor: CursorSpy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever listens to statements (tracing, query counting) or logs SQL
+    sees every statement: the cursor path steps aside for them."""
+    await Tag.objects.get_or_create(name="warm")  # shapes prepared
+    cursor.sql.clear()
+    seen: list[str] = []
+
+    def record(conn: Any, cur: Any, statement: str, *args: Any) -> None:
+        seen.append(statement.split()[0])
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await Tag.objects.get_or_create(name="a")
+        await Tag.objects.get_or_create(name="a")
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert cursor.sql == []
+    assert seen.count("SELECT") == 2
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine.Engine"):
+        await Tag.objects.get_or_create(name="b")
+    assert cursor.sql == []
+    assert any("tags" in r.getMessage() for r in caplog.records)
+    logging.getLogger("sqlalchemy.engine.Engine").setLevel(logging.WARNING)
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_dead_connection_under_the_cursor_is_replaced_once(
+    db: Database, cursor: CursorSpy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pooled connection was killed: the cursor's error goes through
+    SQLAlchemy's handling (connection invalidated), the read runs once more
+    on a fresh connection, and the caller sees only the result."""
+    db.fast_get_or_create = True  # this is a test of the cursor path
+    tag, _ = await Tag.objects.get_or_create(name="t")
+    await db.engine.dispose()
+    opened: list[int] = []
+    ids = track_backend_ids(db, opened)
+    await Tag.objects.get_or_create(name="t")  # one pooled connection, tracked
+    assert await kill(db, ids) == 1
+    await asyncio.sleep(0.2)
+    cursor.sql.clear()
+    with caplog.at_level(logging.INFO, logger="sqlalchemy_objects"):
+        found, created = await Tag.objects.get_or_create(name="t")
+    assert (found.id, created) == (tag.id, False)
+    assert len(cursor.sql) == 2  # the failed read and its retry
+    assert any("retrying it once" in r.getMessage() for r in caplog.records)
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
