@@ -372,3 +372,24 @@ async def test_a_dead_connection_under_the_cursor_is_replaced_once(
     assert len(cursor.sql) == 2  # the failed read and its retry
     assert any("retrying it once" in r.getMessage() for r in caplog.records)
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_loader_options_keep_the_orm_path(
+    db: Database, sql: StatementLog
+) -> None:
+    """select_related() and only() shape what get_or_create loads; the
+    one-statement path, which loads whole rows and nothing more, steps aside."""
+    ann = await User.objects.create(username="ann")
+    await Article.objects.create(title="x", author_id=ann.id)
+    sql.statements.clear()
+    article, created = await Article.objects.select_related("author").get_or_create(
+        title="x"
+    )
+    assert not created
+    assert article.author.username == "ann"  # loaded with it: no lazy load
+    narrow, created = await Article.objects.only("title").get_or_create(
+        title="y", defaults={"author_id": ann.id}
+    )
+    assert created
+    assert narrow.title == "y"
+    assert on_conflict_inserts(sql) == []
