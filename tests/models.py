@@ -89,6 +89,7 @@ class Tag(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(64), server_default="")
+    code: Mapped[str | None] = mapped_column(String(16), unique=True)
 
 
 class Level(enum.Enum):
