@@ -45,9 +45,14 @@ test: install services
 
 check: lint typecheck test docs
 
+# The whole comparison, unattended (about 10 minutes; the peers' venvs are
+# made on first use). Results: benchmarks/results/, docs/img/performance.png.
 bench: install services
+	$(BIN)/python -m pip install --quiet 'matplotlib>=3.8'
 	$(BIN)/python benchmarks/get_or_create.py
 	$(BIN)/python benchmarks/peers/run.py --repeats 3
+	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/plot.py
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

@@ -8,7 +8,7 @@ from typing import Any
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from harness import arguments, measure
-from sa_model import item_model
+from sa_model import item_model, side_model
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -20,6 +20,7 @@ class Base(DeclarativeBase):
 
 
 Item = item_model(Base, ARGS.table)
+Side = side_model(Base, f"{ARGS.table}_side")
 
 
 class ItemRepository(SQLAlchemyAsyncRepository[Item]):
@@ -43,7 +44,17 @@ async def main() -> None:
             await session.commit()
             return obj, created
 
-    await measure(ARGS, get_or_create)
+    async def in_transaction(side_key: str, key: str) -> bool:
+        async with sessions() as session, session.begin():
+            session.add(Side(key=side_key))
+            await session.flush()
+            repo = ItemRepository(session=session)
+            _, created = await repo.get_or_upsert(
+                match_fields=["key"], key=key, value="v"
+            )
+            return bool(created)
+
+    await measure(ARGS, get_or_create, in_transaction)
     await engine.dispose()
 
 

@@ -26,7 +26,8 @@ settings.configure(
 )
 django.setup()
 
-from django.db import models  # noqa: E402
+from asgiref.sync import sync_to_async  # noqa: E402
+from django.db import models, transaction  # noqa: E402
 
 
 class Item(models.Model):
@@ -38,8 +39,26 @@ class Item(models.Model):
         db_table = ARGS.table
 
 
+class Side(models.Model):
+    key = models.TextField(unique=True)
+
+    class Meta:
+        app_label = "peers"
+        db_table = f"{ARGS.table}_side"
+
+
 async def get_or_create(key: str) -> tuple[Any, bool]:
     return await Item.objects.aget_or_create(key=key, defaults={"value": "v"})
 
 
-asyncio.run(measure(ARGS, get_or_create))
+def _in_transaction(side_key: str, key: str) -> bool:
+    # Django's transactions are synchronous: atomic() in a sync_to_async call.
+    with transaction.atomic():
+        Side.objects.create(key=side_key)
+        _, created = Item.objects.get_or_create(key=key, defaults={"value": "v"})
+    return bool(created)
+
+
+in_transaction = sync_to_async(_in_transaction)
+
+asyncio.run(measure(ARGS, get_or_create, in_transaction))

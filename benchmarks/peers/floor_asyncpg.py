@@ -21,17 +21,27 @@ async def main() -> None:
         "ON CONFLICT (key) DO NOTHING RETURNING id, key, value"
     )
 
+    side = f"INSERT INTO {args.table}_side (key) VALUES ($1)"
+
+    async def on(conn: Any, key: str) -> tuple[Any, bool]:
+        row = await conn.fetchrow(select, key)
+        if row is not None:
+            return row, False
+        row = await conn.fetchrow(insert, key)
+        if row is not None:
+            return row, True
+        return await conn.fetchrow(select, key), False
+
     async def get_or_create(key: str) -> tuple[Any, bool]:
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(select, key)
-            if row is not None:
-                return row, False
-            row = await conn.fetchrow(insert, key)
-            if row is not None:
-                return row, True
-            return await conn.fetchrow(select, key), False
+            return await on(conn, key)
 
-    await measure(args, get_or_create)
+    async def in_transaction(side_key: str, key: str) -> bool:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(side, side_key)
+            return (await on(conn, key))[1]
+
+    await measure(args, get_or_create, in_transaction)
     await pool.close()
 
 

@@ -1,7 +1,11 @@
 """Timing loop shared by every peer script (stdlib only: each peer runs in its
-own virtualenv). A peer supplies ``get_or_create(key) -> (obj, created)``; the
-table ``(id serial pk, key text unique not null, value text not null)`` with
-its hot keys is made by benchmarks/peers/run.py before the peer starts."""
+own virtualenv). A peer supplies ``get_or_create(key) -> (obj, created)`` and
+``in_transaction(side_key, key) -> created``, which in one transaction of its
+own inserts ``side_key`` into the side table, runs get_or_create(key) and
+commits. The table ``(id serial pk, key text unique not null, value text not
+null)`` with its hot keys, and the side table ``<table>_side (id serial pk,
+key text unique not null)``, are made by benchmarks/peers/run.py before the
+peer starts."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 GetOrCreate = Callable[[str], Awaitable[tuple[Any, bool]]]
+InTransaction = Callable[[str, str], Awaitable[bool]]
 
 
 def arguments() -> argparse.Namespace:
@@ -31,8 +36,49 @@ def _p99(xs: list[float]) -> float:
     return sorted(xs)[max(0, round(len(xs) * 0.99) - 1)]
 
 
-async def measure(args: argparse.Namespace, get_or_create: GetOrCreate) -> None:
-    """Time hit-seq and miss-seq, run the race, print one JSON line."""
+async def race(
+    args: argparse.Namespace, name: str, call: Callable[[int, str], Awaitable[bool]]
+) -> tuple[dict[str, Any], list[str]]:
+    """*args.rounds* rounds of *args.callers* calls released together on one new
+    key each; return the tally and the ids of the calls that returned."""
+    exceptions: list[str] = []
+    returned: list[str] = []
+    bad_rounds = 0
+    for round_no in range(args.rounds):
+        gate = asyncio.Event()
+        key = f"{name}-{args.tag}-{round_no}"
+
+        async def caller(
+            i: int, key: str = key, gate: asyncio.Event = gate, round_no: int = round_no
+        ) -> bool:
+            await gate.wait()
+            created = await call(i, key)
+            returned.append(f"{name}-{args.tag}-{round_no}-{i}")
+            return created
+
+        tasks = [asyncio.ensure_future(caller(i)) for i in range(args.callers)]
+        await asyncio.sleep(0.01)
+        gate.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [x for x in results if isinstance(x, BaseException)]
+        exceptions += [type(e).__name__ for e in errors]
+        bad_rounds += sum(1 for x in results if x is True) != 1
+    tally = {
+        "rounds": args.rounds,
+        "callers": args.callers,
+        "exceptions": len(exceptions),
+        "exception_types": sorted(set(exceptions)),
+        "rounds_without_exactly_one_created": bad_rounds,
+    }
+    return tally, returned
+
+
+async def measure(
+    args: argparse.Namespace,
+    get_or_create: GetOrCreate,
+    in_transaction: InTransaction,
+) -> None:
+    """Time hit-seq, miss-seq and hit-conc, run both races, print one JSON line."""
     hot = [f"hot-{i}" for i in range(args.hot)]
     for i in range(200):
         await get_or_create(hot[i % len(hot)])
@@ -57,34 +103,22 @@ async def measure(args: argparse.Namespace, get_or_create: GetOrCreate) -> None:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(args.callers)))
     ops = args.calls * 2 / (time.perf_counter() - started)
-    exceptions: list[str] = []
-    bad_rounds = 0
-    for round_no in range(args.rounds):
-        gate = asyncio.Event()
-        key = f"race-{args.tag}-{round_no}"
 
-        async def caller(key: str = key, gate: asyncio.Event = gate) -> Any:
-            await gate.wait()
-            return await get_or_create(key)
+    async def plain(i: int, key: str) -> bool:
+        return (await get_or_create(key))[1]
 
-        tasks = [asyncio.ensure_future(caller()) for _ in range(args.callers)]
-        await asyncio.sleep(0.01)
-        gate.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        errors = [x for x in results if isinstance(x, BaseException)]
-        exceptions += [type(e).__name__ for e in errors]
-        n_created = sum(1 for x in results if isinstance(x, tuple) and x[1])
-        bad_rounds += n_created != 1
+    race_tally, _ = await race(args, "race", plain)
+
+    async def in_tx(i: int, key: str) -> bool:
+        return await in_transaction(f"{key}-{i}", key)
+
+    # The side keys of the calls that returned: their rows must all be there.
+    tx_tally, confirmed = await race(args, "race_tx", in_tx)
     out: dict[str, Any] = {
         name: {"median": statistics.median(xs), "p99": _p99(xs)}
         for name, xs in timings.items()
     }
     out["hit_conc_ops"] = ops
-    out["race"] = {
-        "rounds": args.rounds,
-        "callers": args.callers,
-        "exceptions": len(exceptions),
-        "exception_types": sorted(set(exceptions)),
-        "rounds_without_exactly_one_created": bad_rounds,
-    }
+    out["race"] = race_tally
+    out["race_tx"] = {**tx_tally, "confirmed_side_keys": confirmed}
     print(json.dumps(out))

@@ -24,13 +24,28 @@ class Item(ormar.Model):
     value: str = ormar.Text()
 
 
+class Side(ormar.Model):
+    ormar_config = CONFIG.copy(tablename=f"{ARGS.table}_side")
+
+    id: int = ormar.Integer(primary_key=True)
+    key: str = ormar.Text(unique=True)
+
+
 async def main() -> None:
     await DATABASE.connect()
 
     async def get_or_create(key: str) -> tuple[Any, bool]:
         return await Item.objects.get_or_create(_defaults={"value": "v"}, key=key)
 
-    await measure(ARGS, get_or_create)
+    async def in_transaction(side_key: str, key: str) -> bool:
+        async with DATABASE.transaction():
+            await Side.objects.create(key=side_key)
+            _, created = await Item.objects.get_or_create(
+                _defaults={"value": "v"}, key=key
+            )
+            return bool(created)
+
+    await measure(ARGS, get_or_create, in_transaction)
     await DATABASE.disconnect()
 
 

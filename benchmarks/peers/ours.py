@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from harness import arguments, measure
-from sa_model import item_model
+from sa_model import item_model, side_model
 from sqlalchemy.orm import DeclarativeBase
 
 from sqlalchemy_objects import Database, ManagerMixin
@@ -21,6 +21,7 @@ async def main() -> None:
         pass
 
     Item = item_model(Base, args.table)
+    Side = side_model(Base, f"{args.table}_side")
 
     db = Database(URL, pool_size=20, max_overflow=0)
     db.bind(Base)
@@ -31,7 +32,15 @@ async def main() -> None:
         )
         return result
 
-    await measure(args, get_or_create)
+    async def in_transaction(side_key: str, key: str) -> bool:
+        async with db.session():
+            await Side.objects.create(key=side_key)
+            _, created = await Item.objects.get_or_create(
+                key=key, defaults={"value": "v"}
+            )
+        return bool(created)
+
+    await measure(args, get_or_create, in_transaction)
     await db.dispose()
 
 

@@ -21,6 +21,10 @@ class Item(Table, tablename=ARGS.table, db=DB):
     value = Text()
 
 
+class Side(Table, tablename=f"{ARGS.table}_side", db=DB):
+    key = Text(unique=True)
+
+
 async def main() -> None:
     await DB.start_connection_pool(min_size=20, max_size=20)
 
@@ -30,7 +34,15 @@ async def main() -> None:
         )
         return obj, bool(obj._was_created)
 
-    await measure(ARGS, get_or_create)
+    async def in_transaction(side_key: str, key: str) -> bool:
+        async with DB.transaction():
+            await Side.insert(Side(key=side_key))
+            obj = await Item.objects().get_or_create(
+                Item.key == key, defaults={Item.value: "v"}
+            )
+            return bool(obj._was_created)
+
+    await measure(ARGS, get_or_create, in_transaction)
     await DB.close_connection_pool()
 
 

@@ -6,14 +6,17 @@
 Each system runs in its own process (and, for the peers, its own virtualenv
 under benchmarks/.venvs/, created on first use with pinned versions), on a
 fresh table ``(id serial pk, key text unique not null, value text not null)``
-holding the hot keys. Workloads: hit-seq and miss-seq (one coroutine; median
-and p99 µs), hit-conc (32 coroutines sharing 2,000 hits, pools of 20: ops/s), and a race
-(32 callers released together on one new key, 100 rounds: exceptions, rounds
-without exactly one created=True). The order of
-the systems alternates between repeats. Medians over repeats are reported
-with min-max, and each ratio is to the raw-asyncpg floor of the same repeat.
-Results go to benchmarks/results/peers-<date>.json and a markdown table on
-stdout.
+holding the hot keys, and a side table ``(id serial pk, key text unique not
+null)``. Workloads: hit-seq and miss-seq (one coroutine; median and p99 µs),
+hit-conc (32 coroutines sharing 2,000 hits, pools of 20: ops/s), a race (32
+callers released together on one new key, 100 rounds: exceptions, rounds
+without exactly one created=True, duplicate keys), and a race in transactions
+(the same, each caller first writing its own side row in its own
+transaction: exceptions, and side rows missing although the call returned).
+The order of the systems alternates between repeats. Medians over repeats are
+reported with min-max, and each ratio is to the raw-asyncpg floor of the same
+repeat. Results go to benchmarks/results/peers-<date>.json and a markdown
+table on stdout.
 """
 
 from __future__ import annotations
@@ -103,10 +106,14 @@ def _python(version: str) -> str | None:
 async def fresh_table(table: str, hot: int) -> None:
     conn = await asyncpg.connect(URL)
     try:
-        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_side")
         await conn.execute(
             f"CREATE TABLE {table} (id serial PRIMARY KEY, "
             "key text UNIQUE NOT NULL, value text NOT NULL)"
+        )
+        await conn.execute(
+            f"CREATE TABLE {table}_side (id serial PRIMARY KEY, "
+            "key text UNIQUE NOT NULL)"
         )
         await conn.executemany(
             f"INSERT INTO {table} (key, value) VALUES ($1, 'v')",
@@ -127,6 +134,16 @@ async def duplicate_keys(table: str) -> int:
         )
     finally:
         await conn.close()
+
+
+async def lost_side_rows(table: str, confirmed: list[str]) -> int:
+    """How many side rows of calls that returned are missing (must be 0)."""
+    conn = await asyncpg.connect(URL)
+    try:
+        present = {r["key"] for r in await conn.fetch(f"SELECT key FROM {table}_side")}
+    finally:
+        await conn.close()
+    return len(set(confirmed) - present)
 
 
 def run_one(name: str, args: argparse.Namespace, repeat: int) -> dict[str, Any]:
@@ -151,7 +168,18 @@ def run_one(name: str, args: argparse.Namespace, repeat: int) -> dict[str, Any]:
         return {"error": done.stderr.strip().splitlines()[-1:]}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["race"]["duplicate_keys"] = asyncio.run(duplicate_keys(table))
+    confirmed = result["race_tx"].pop("confirmed_side_keys")
+    result["race_tx"]["returned"] = len(confirmed)
+    result["race_tx"]["side_rows_lost"] = asyncio.run(lost_side_rows(table, confirmed))
     return result
+
+
+def _tally(races: list[dict[str, Any]], *counts: str) -> dict[str, Any]:
+    """The races of every repeat added up (*counts*: further counts to add)."""
+    names = ("rounds", "exceptions", "rounds_without_exactly_one_created", *counts)
+    tally: dict[str, Any] = {n: sum(r[n] for r in races) for n in names}
+    tally["exception_types"] = sorted({t for r in races for t in r["exception_types"]})
+    return tally
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -180,16 +208,10 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 r["hit_conc_ops"] / f["hit_conc_ops"] for r, f in ok
             ),
         }
-        races = [r["race"] for r, _ in ok]
-        entry["race"] = {
-            "rounds": sum(r["rounds"] for r in races),
-            "exceptions": sum(r["exceptions"] for r in races),
-            "exception_types": sorted({t for r in races for t in r["exception_types"]}),
-            "rounds_without_exactly_one_created": sum(
-                r["rounds_without_exactly_one_created"] for r in races
-            ),
-            "duplicate_keys": sum(r["duplicate_keys"] for r in races),
-        }
+        entry["race"] = _tally([r["race"] for r, _ in ok], "duplicate_keys")
+        entry["race_tx"] = _tally(
+            [r["race_tx"] for r, _ in ok], "returned", "side_rows_lost"
+        )
         summary[name] = entry
     return summary
 
@@ -197,15 +219,19 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def table(summary: dict[str, Any]) -> str:
     lines = [
         "| system | hit µs (min–max) | × floor | miss µs (min–max) | × floor "
-        "| hit-conc ops/s (% of floor) | race: exceptions | race: rounds ≠ 1 created |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| hit-conc ops/s (% of floor) | race: exceptions | race: rounds ≠ 1 created "
+        "| race in transactions: exceptions | side rows lost |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, s in summary.items():
         if "error" in s:
-            lines.append(f"| {name} | failed: {s['error']} | | | | | | |")
+            lines.append(f"| {name} | failed: {s['error']} | | | | | | | | |")
             continue
-        h, m, r = s["hit"], s["miss"], s["race"]
+        h, m, r, t = s["hit"], s["miss"], s["race"], s["race_tx"]
         kinds = f" ({', '.join(r['exception_types'])})" if r["exception_types"] else ""
+        tx_kinds = (
+            f" ({', '.join(t['exception_types'])})" if t["exception_types"] else ""
+        )
         lines.append(
             f"| {name} | {h['median_us']:.0f} ({h['min_us']:.0f}–{h['max_us']:.0f}) "
             f"| {h['x_floor']:.2f} "
@@ -213,7 +239,9 @@ def table(summary: dict[str, Any]) -> str:
             f"| {m['x_floor']:.2f} "
             f"| {s['hit_conc']['ops_per_s']:.0f} ({s['hit_conc']['of_floor']:.0%}) "
             f"| {r['exceptions']}{kinds} "
-            f"| {r['rounds_without_exactly_one_created']} of {r['rounds']} |"
+            f"| {r['rounds_without_exactly_one_created']} of {r['rounds']} "
+            f"| {t['exceptions']}{tx_kinds} "
+            f"| {t['side_rows_lost']} of {t['returned']} |"
         )
     return "\n".join(lines)
 

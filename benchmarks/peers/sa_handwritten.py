@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from harness import arguments, measure
-from sa_model import item_model
+from sa_model import item_model, side_model
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -23,28 +23,37 @@ async def main() -> None:
         pass
 
     Item = item_model(Base, args.table)
+    Side = side_model(Base, f"{args.table}_side")
 
     engine = create_async_engine(URL, pool_size=20, max_overflow=0)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    async def get_or_create(key: str) -> tuple[Any, bool]:
-        async with sessions() as session:
-            obj = await session.scalar(select(Item).where(Item.key == key))
-            if obj is not None:
-                return obj, False
-            try:
-                async with session.begin_nested():
-                    obj = Item(key=key, value="v")
-                    session.add(obj)
-                await session.commit()
-                return obj, True
-            except IntegrityError:
-                found = await session.scalar(select(Item).where(Item.key == key))
-                if found is None:
-                    raise
-                return found, False
+    async def on(session: Any, key: str) -> tuple[Any, bool]:
+        obj = await session.scalar(select(Item).where(Item.key == key))
+        if obj is not None:
+            return obj, False
+        try:
+            async with session.begin_nested():
+                obj = Item(key=key, value="v")
+                session.add(obj)
+            return obj, True
+        except IntegrityError:
+            found = await session.scalar(select(Item).where(Item.key == key))
+            if found is None:
+                raise
+            return found, False
 
-    await measure(args, get_or_create)
+    async def get_or_create(key: str) -> tuple[Any, bool]:
+        async with sessions() as session, session.begin():
+            return await on(session, key)
+
+    async def in_transaction(side_key: str, key: str) -> bool:
+        async with sessions() as session, session.begin():
+            session.add(Side(key=side_key))
+            await session.flush()
+            return (await on(session, key))[1]
+
+    await measure(args, get_or_create, in_transaction)
     await engine.dispose()
 
 

@@ -21,3 +21,17 @@ def item_model(base: type[Any], table: str) -> Any:
             "value": mapped_column(Text, nullable=False),
         },
     )
+
+
+def side_model(base: type[Any], table: str) -> Any:
+    """Return the model ``Side(id, key)`` on *table*: the row each caller of
+    the in-transaction race writes before its get_or_create."""
+    return type(
+        "Side",
+        (base,),
+        {
+            "__tablename__": table,
+            "id": mapped_column(Integer, primary_key=True),
+            "key": mapped_column(Text, unique=True, nullable=False),
+        },
+    )
