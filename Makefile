@@ -45,7 +45,7 @@ test: install services
 
 check: lint typecheck test docs
 
-# The whole comparison, unattended (about 10 minutes; the peers' venvs are
+# The whole comparison, unattended (about 5 minutes; the peers' venvs are
 # made on first use). Results: benchmarks/results/, docs/img/performance.png.
 bench: install services
 	$(BIN)/python -m pip install --quiet 'matplotlib>=3.8'
