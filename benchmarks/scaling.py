@@ -288,25 +288,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {h['ours'] / h['floor']:.2f} | {m['floor']:.0f} | {m['ours']:.0f} "
             f"| {m['ours'] / m['floor']:.2f} |"
         )
-    lines += ["", "| coroutines | floor ops/s | ours ops/s | % of floor |"]
-    lines.append("| ---: | ---: | ---: | ---: |")
-    for r in result["tasks"]:
-        o = r["ops"]
-        lines.append(
-            f"| {r['tasks']} | {o['floor']:.0f} | {o['ours']:.0f} "
-            f"| {o['ours'] / o['floor']:.0%} |"
-        )
-    lines += [
-        "",
-        "| processes × 32 coroutines | floor ops/s | ours ops/s | % of floor |",
-    ]
-    lines.append("| ---: | ---: | ---: | ---: |")
-    for r in result["processes"]:
-        o = r["ops"]
-        lines.append(
-            f"| {r['processes']} | {o['floor']:.0f} | {o['ours']:.0f} "
-            f"| {o['ours'] / o['floor']:.0%} |"
-        )
+    for key, heading in (
+        ("tasks", "coroutines"),
+        ("processes", "processes × 32 coroutines"),
+    ):
+        lines += ["", f"| {heading} | floor ops/s | ours ops/s | % of floor |"]
+        lines.append("| ---: | ---: | ---: | ---: |")
+        for r in result[key]:
+            o = r["ops"]
+            lines.append(
+                f"| {r[key]} | {o['floor']:.0f} | {o['ours']:.0f} "
+                f"| {o['ours'] / o['floor']:.0%} |"
+            )
     rss = result["memory"]
     warm = next(p for p in rss if p["calls"] >= rss[-1]["calls"] // 5)
     lines += [

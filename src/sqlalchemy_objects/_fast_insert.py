@@ -111,9 +111,6 @@ def _find_target(model: type[Any], keys: frozenset[str]) -> tuple[str, ...] | No
         or mapper.version_id_col is not None
     ):
         return None
-    exact = lookups.creation_values(model, dict.fromkeys(keys))
-    if len(exact) != len(keys):  # an operator lookup (age__gte=...) filters only
-        return None
     for prop in mapper.column_attrs:
         if (
             len(prop.columns) != 1
@@ -121,15 +118,10 @@ def _find_target(model: type[Any], keys: frozenset[str]) -> tuple[str, ...] | No
             or prop.deferred
         ):
             return None
-    columns: set[str] = set()
-    for name in exact:
-        attr = mapper.column_attrs.get(name)
-        if attr is None:
-            return None
-        column = attr.columns[0]
-        if getattr(column, "table", None) is not table:
-            return None
-        columns.add(column.name)
+    shape = _exact_shape((model, keys))
+    if shape is None:  # an operator lookup (age__gte=...), a relationship...
+        return None
+    columns = {column.name for column in shape.columns}
     for candidate in _unique_keys(table):
         if candidate == columns:
             return tuple(sorted(columns))
@@ -209,18 +201,35 @@ class Prepared:
         self.shape = shape
 
 
-#: Lookup shape -> [(lookup key, bind name, column)] when every key is an exact
-#: match on a plain column of the model's table; None otherwise.
-_exact_shapes: dict[
-    tuple[type[Any], frozenset[str]], list[tuple[str, str, Any]] | None
-] = {}
+class _ExactShape:
+    """A lookup shape made only of exact matches on plain columns of the
+    model's table: those columns, and its WHERE clause with one bind parameter
+    per lookup key."""
+
+    __slots__ = ("columns", "names", "where")
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        #: (lookup key, bind parameter name), in the order of *columns*
+        self.names = [(key, f"p{i}") for i, (key, _) in enumerate(pairs)]
+        self.columns = [column for _, column in pairs]
+        self.where = [
+            column == bindparam(param)
+            for column, (_, param) in zip(self.columns, self.names, strict=True)
+        ]
+
+    def params(self, lookup: Mapping[str, Any]) -> dict[str, Any]:
+        return {param: lookup[key] for key, param in self.names}
+
+
+_exact_shapes: dict[tuple[type[Any], frozenset[str]], _ExactShape | None] = {}
 _prepared: dict[tuple[type[Any], frozenset[str]], Any] = {}
 _orm_prepared: dict[tuple[type[Any], frozenset[str]], Any] = {}
 
 
-def _exact_columns(
-    shape: tuple[type[Any], frozenset[str]],
-) -> list[tuple[str, str, Any]] | None:
+def _exact_shape(shape: tuple[type[Any], frozenset[str]]) -> _ExactShape | None:
+    """The lookup shape *shape* (model, lookup keys) if every key is an exact
+    match (``name``, ``name__exact``, ``pk``) on a plain column of the model's
+    table; None otherwise. Worked out once per shape."""
     if shape in _exact_shapes:
         return _exact_shapes[shape]
     model, keys = shape
@@ -231,19 +240,18 @@ def _exact_columns(
         key: name
         for name, key in lookups.creation_values(model, {k: k for k in keys}).items()
     }
-    columns: list[tuple[str, str, Any]] | None = []
-    for i, key in enumerate(sorted(keys)):
+    pairs: list[tuple[str, Any]] = []
+    for key in sorted(keys):
         attr = mapper.column_attrs.get(names.get(key, ""))
         column = (
             attr.columns[0] if attr is not None and len(attr.columns) == 1 else None
         )
         if column is None or getattr(column, "table", None) is not table:
-            columns = None
-            break
-        assert columns is not None
-        columns.append((key, f"p{i}", column))
-    _exact_shapes[shape] = columns
-    return columns
+            _exact_shapes[shape] = None
+            return None
+        pairs.append((key, column))
+    found = _exact_shapes[shape] = _ExactShape(pairs)
+    return found
 
 
 def bindable(lookup: Mapping[str, Any]) -> bool:
@@ -267,19 +275,17 @@ def prepared_select(model: type[Any], lookup: Mapping[str, Any]) -> Prepared | N
     """A SELECT of every column built once per model and lookup shape, for a
     lookup shape that an earlier call proved valid and eligible for the
     one-statement path; None otherwise."""
-    keys = frozenset(lookup)
-    shape = (model, keys)
+    shape = (model, frozenset(lookup))
     if _targets.get(shape) is None or not bindable(lookup):
         return None
-    columns = _exact_columns(shape)
-    if columns is None:  # pragma: no cover - an eligible shape is exact columns
-        return None
+    exact = _exact_shape(shape)
+    assert exact is not None  # an eligible shape is exact matches on columns
     stmt = _prepared.get(shape)
     if stmt is None:
         mapper: Mapper[Any] = lookups.mapper_of(model)
-        where = [column == bindparam(param) for _, param, column in columns]
-        stmt = _prepared[shape] = select(*_columns(mapper)).where(*where).limit(2)
-    return Prepared(stmt, {param: lookup[key] for key, param, _ in columns}, shape)
+        stmt = select(*_columns(mapper)).where(*exact.where).limit(2)
+        _prepared[shape] = stmt
+    return Prepared(stmt, exact.params(lookup), shape)
 
 
 def orm_select(
@@ -291,14 +297,13 @@ def orm_select(
     if not bindable(lookup):
         return None
     shape = (model, frozenset(lookup))
-    columns = _exact_columns(shape)
-    if columns is None:
+    exact = _exact_shape(shape)
+    if exact is None:
         return None
     stmt = _orm_prepared.get(shape)
     if stmt is None:
-        where = [column == bindparam(param) for _, param, column in columns]
-        stmt = _orm_prepared[shape] = select(model).where(*where).limit(limit)
-    return stmt, {param: lookup[key] for key, param, _ in columns}
+        stmt = _orm_prepared[shape] = select(model).where(*exact.where).limit(limit)
+    return stmt, exact.params(lookup)
 
 
 # -- The prepared SELECT straight through the driver's cursor ------------------

@@ -641,7 +641,8 @@ class QuerySet(Generic[ModelT]):
             sqlalchemy.exc.IntegrityError: the insert failed for another reason
                 than a lost race (another unique key, a foreign key, NOT NULL...).
         """
-        plain = self._plain()
+        whole_rows = self._loads_whole_rows()
+        plain = whole_rows and not self._where  # the manager's own QuerySet
         target = self._resolve()
         if isinstance(target, Database):
             # A lookup shape already proven valid and eligible for the
@@ -653,7 +654,7 @@ class QuerySet(Generic[ModelT]):
             qs = self if prepared is not None else self.filter(**lookup)  # FieldError
             create_from = self._creation_values(lookup, defaults)
             return await qs._get_or_create_autocommit(
-                target, create_from, lookup, prepared, one_statement=self._plain(True)
+                target, create_from, lookup, prepared, one_statement=whole_rows
             )
         async with lock_for(target).hold():
             # Exact matches on columns: a SELECT prepared once per lookup shape
@@ -663,11 +664,10 @@ class QuerySet(Generic[ModelT]):
                 if plain
                 else None
             )
-            if orm is None:
-                qs = self.filter(**lookup)  # FieldError
-                create_from = self._creation_values(lookup, defaults)
-                return await qs._get_or_create_in(target, create_from, lookup)
+            qs = self.filter(**lookup) if orm is None else self  # FieldError
             create_from = self._creation_values(lookup, defaults)
+            if orm is None:
+                return await qs._get_or_create_in(target, create_from, lookup)
             rows = list((await target.scalars(*orm)).all())
             if rows:
                 return self._one(rows, lookup), False
@@ -683,13 +683,12 @@ class QuerySet(Generic[ModelT]):
         checked = self._check_defaults(defaults, "get_or_create", "defaults")
         return {**lookups.creation_values(self.model, lookup), **checked}
 
-    def _plain(self, but_filters: bool = False) -> bool:
-        """Whether this QuerySet is a model's whole table as the manager hands
-        it out (*but_filters*: or filtered): no filter, order, slice, column
-        choice or loader option."""
+    def _loads_whole_rows(self) -> bool:
+        """Whether this QuerySet reads whole rows and nothing more, as the
+        prepared and one-statement paths do: no order, slice, column choice
+        or loader option (filters aside)."""
         return not (
-            (self._where and not but_filters)
-            or self._order
+            self._order
             or self._limit is not None
             or self._offset
             or self._options
