@@ -25,6 +25,7 @@ fmt: install
 lint: install
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

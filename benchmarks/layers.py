@@ -24,7 +24,14 @@ from sqlalchemy import Integer, Text, bindparam, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.util import greenlet_spawn
 
-from sqlalchemy_objects import Database, ManagerMixin, _fast_insert, lookups
+from sqlalchemy_objects import (
+    Database,
+    ManagerMixin,
+    _on_conflict,
+    _shapes,
+    lookups,
+)
+from sqlalchemy_objects._cursor import cursor_allowed
 
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TABLE = "layer_items"
@@ -120,7 +127,7 @@ async def main() -> None:
 
     def _connection_pieces() -> dict[str, float]:
         with sync_engine.connect() as conn:
-            allowed = each(lambda: _fast_insert._cursor_allowed(conn))
+            allowed = each(lambda: cursor_allowed(conn))
 
         def checkout() -> None:
             sync_engine.connect().close()
@@ -134,14 +141,16 @@ async def main() -> None:
 
     pieces = await greenlet_spawn(_connection_pieces)
     pieces["a row made into a detached instance"] = each(
-        lambda: _fast_insert._detached(mapper, (1, "k", "v"))
+        lambda: _shapes.detached(mapper, (1, "k", "v"))
     )
-    pieces["the flush-listener check of a miss"] = each(db.autocommit_flush_listeners)
+    pieces["the flush-listener check of a miss"] = each(
+        lambda: _on_conflict.sessions_have_flush_listeners(db.autocommit_sessionmaker)
+    )
     pieces["the one-statement eligibility check"] = each(
-        lambda: _fast_insert.conflict_target(Item, {"key": "x"})
+        lambda: _on_conflict.conflict_target(Item, {"key": "x"})
     )
     pieces["the prepared SELECT and its parameters"] = each(
-        lambda: _fast_insert.prepared_select(Item, {"key": "x"})
+        lambda: _on_conflict.prepared_select(Item, {"key": "x"})
     )
     print(f"\n{'piece of our hit path':<66} {'µs':>6}")
     for name, us in pieces.items():

@@ -1,59 +1,35 @@
-"""Database: one engine, the models bound to it, and ``session()`` blocks."""
+"""Database: one engine, the models bound to it, and ``session()`` blocks.
+
+How its autocommit calls run (retries, reruns, notes) is the policy of
+:mod:`._execution`; what differs per backend comes from :mod:`._dialects`.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
-from sqlalchemy.util import greenlet_spawn
 
-from . import _dialects, _fast_insert
+from . import _dialects
+from ._execution import Executor, Progress
 from .exceptions import ConfigurationError
 from .session import enter_session, leave_session, shielded
 
 _R = TypeVar("_R")
 
 _BINDING_ATTR: Final = "__sqlalchemy_objects_database__"
-_COMMIT_LOST_NOTE: Final = (
-    "sqlalchemy-objects: the connection was lost while COMMIT was in flight, so the "
-    "transaction may or may not have been committed. Check before writing again."
-)
 
 #: Set to "0" to turn get_or_create's one-statement path off by default.
 FAST_PATH_ENV: Final = "SQLALCHEMY_OBJECTS_FAST_PATH"
-
-_STATEMENT_LOST_NOTE: Final = (
-    "sqlalchemy-objects: the connection was lost while the INSERT was in flight; "
-    "it runs outside a transaction, so the row may or may not have been written. "
-    "Check before writing again."
-)
-
-#: How many times an autocommit write is rerun after the server aborted its whole
-#: transaction (deadlock or serialization failure) before the error is raised.
-WRITE_RERUNS: Final = 3
-
-logger = logging.getLogger("sqlalchemy_objects")
-
-
-def _on_connection(
-    engine: Engine,
-    work: Callable[[Connection, _fast_insert.Progress], _R],
-    progress: _fast_insert.Progress,
-) -> _R:
-    with engine.connect() as conn:
-        return work(conn, progress)
 
 
 class Database:
@@ -96,15 +72,17 @@ class Database:
             else os.environ.get("DATABASE_URL") or _dialects.DEFAULT_URL
         )
         self.url: URL = _dialects.normalise_url(raw)
-        self.backend: str = self.url.get_backend_name()
-        if self.backend == "mariadb":
-            self.backend = "mysql"
+        #: The backend's facts (what differs between PostgreSQL, MySQL, SQLite).
+        self.facts: _dialects.Backend = _dialects.backend_named(
+            self.url.get_backend_name()
+        )
+        self.backend: str = self.facts.name or self.url.get_backend_name()
         if sqlite_begin not in {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}:
             raise ConfigurationError(
                 "sqlite_begin must be 'DEFERRED', 'IMMEDIATE' or 'EXCLUSIVE', "
                 f"not {sqlite_begin!r}"
             )
-        options = _dialects.engine_defaults(self.url)
+        options = self.facts.engine_defaults(self.url)
         for key, value in engine_options.items():
             if key == "connect_args" and key in options:
                 # Merge: a user's timeout must not drop our connection factory.
@@ -112,13 +90,12 @@ class Database:
             else:
                 options[key] = value
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        self.facts.install(self.engine, sqlite_begin)
         # Reads outside a session use their own engine view: on SQLite they
         # must not take the write lock.
         self.read_engine: AsyncEngine = self.engine
-        _dialects.install_disconnect_detection(self.engine, self.backend)
-        if self.backend == "sqlite":
-            _dialects.install_sqlite_recipe(self.engine, sqlite_begin)
-            self.read_engine = self.engine.execution_options(sqlite_begin="DEFERRED")
+        if self.facts.read_options:
+            self.read_engine = self.engine.execution_options(**self.facts.read_options)
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
@@ -131,13 +108,20 @@ class Database:
         # (server-side cursors) needs a transaction and keeps read_sessionmaker.
         self.autocommit_sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self.quick_read_sessionmaker = self.read_sessionmaker
-        if self.backend == "postgresql":
+        if self.facts.autocommit_reads:
             self.autocommit_sessionmaker = async_sessionmaker(
                 self.engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False,
             )
             if "isolation_level" not in engine_options:
                 self.quick_read_sessionmaker = self.autocommit_sessionmaker
+        #: How autocommit calls run: retries, reruns, "outcome unknown" notes.
+        self.executor = Executor(
+            self.facts,
+            self.sessionmaker,
+            self.quick_read_sessionmaker,
+            self.autocommit_sessionmaker,
+        )
         self._bases: list[type[Any]] = []
         if fast_get_or_create is None:
             fast_get_or_create = os.environ.get(FAST_PATH_ENV, "1") != "0"
@@ -207,126 +191,21 @@ class Database:
     async def run_read(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
         """Run *work* in a short read transaction of its own (autocommit mode);
         on PostgreSQL, without BEGIN and ROLLBACK (see ``quick_read_sessionmaker``).
-
-        If the connection turns out to be dead (killed, server restarted), SQLAlchemy
-        invalidates the pool and *work* runs once more on a fresh connection: a read
-        is always safe to repeat.
-        """
-        try:
-            async with self.quick_read_sessionmaker() as session:
-                return await work(session)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            logger.info("connection lost during a read; retrying it once: %s", exc.orig)
-        async with self.quick_read_sessionmaker() as session:
-            return await work(session)
-
-    async def run_autocommit(
-        self, work: Callable[[Any, _fast_insert.Progress], _R]
-    ) -> _R | None:
-        """Run *work* on one PostgreSQL connection without a transaction: each
-        statement commits by itself. Return None at once on other backends.
-
-        *work* is synchronous and runs inside SQLAlchemy's greenlet, all of it
-        in one switch: it gets a sync ``Connection`` (or, when the pytest plugin
-        has bound the sessions to the test's transaction, a sync ``Session`` on
-        it) and uses only ``execute``, ``commit`` and ``rollback``.
-
-        A connection found dead before anything was written (``progress.writing``
-        unset) is replaced and *work* runs once more; one lost while an INSERT
-        was in flight is raised with the "outcome unknown" note.
-        """
-        maker = self.autocommit_sessionmaker
-        if maker is None:
-            return None
-        bind = maker.kw.get("bind")
-        for attempt in (1, 2):
-            progress = _fast_insert.Progress()
-            try:
-                if isinstance(bind, AsyncEngine):
-                    return await greenlet_spawn(
-                        _on_connection, bind.sync_engine, work, progress
-                    )
-                async with maker() as session:
-                    return await session.run_sync(work, progress)
-            except DBAPIError as exc:
-                if not exc.connection_invalidated:
-                    raise
-                if progress.writing:
-                    exc.add_note(_STATEMENT_LOST_NOTE)
-                    raise
-                if attempt == 2:
-                    raise
-                logger.info(
-                    "connection lost during a read; retrying it once: %s", exc.orig
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def autocommit_flush_listeners(self) -> bool:
-        """Whether the autocommit sessions' class has flush listeners, which the
-        one-statement get_or_create would not run."""
-        maker = self.autocommit_sessionmaker
-        sync_class = (maker.kw.get("sync_session_class") if maker else None) or Session
-        return _fast_insert.has_flush_listeners(sync_class)
+        A dead connection is replaced and *work* runs once more
+        (``Executor.read``)."""
+        return await self.executor.read(work)
 
     async def run_write(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
-        """Run *work* (which must flush) in a short transaction of its own and commit.
+        """Run *work* (which must flush) in a short transaction of its own and
+        commit; rerun it where the server says nothing was written
+        (``Executor.write``)."""
+        return await self.executor.write(work)
 
-        Two failures mean that nothing was written, so *work* runs again:
-
-        - the connection was found dead *before* COMMIT was sent: once more, on
-          a fresh connection;
-        - the server aborted the whole transaction, a deadlock (InnoDB 1213,
-          PostgreSQL 40P01) or a serialization failure (40001): up to
-          :data:`WRITE_RERUNS` more times. InnoDB deadlocks on a unique index
-          when several callers insert the same key and the first one rolls back
-          (for instance because it was cancelled).
-
-        A connection lost *during* COMMIT is raised, with a note that the outcome
-        is unknown.
-        """
-        reconnected = False
-        reruns = 0
-        while True:
-            async with self.sessionmaker() as session:
-                try:
-                    result = await work(session)
-                except DBAPIError as exc:
-                    if exc.connection_invalidated and not reconnected:
-                        reconnected = True
-                        logger.info(
-                            "connection lost before COMMIT; retrying once: %s", exc.orig
-                        )
-                        continue
-                    if not self._may_rerun(exc, reruns):
-                        raise
-                    reruns += 1
-                    continue
-                try:
-                    await session.commit()
-                except DBAPIError as exc:
-                    if exc.connection_invalidated:
-                        exc.add_note(_COMMIT_LOST_NOTE)
-                        raise
-                    if not self._may_rerun(exc, reruns):
-                        raise
-                    reruns += 1
-                    continue
-                return result
-
-    def _may_rerun(self, exc: DBAPIError, reruns: int) -> bool:
-        if reruns >= WRITE_RERUNS or not _dialects.transaction_must_rerun(
-            exc, self.backend
-        ):
-            return False
-        logger.info(
-            "the server aborted the transaction; rerunning it (%d of %d): %s",
-            reruns + 1,
-            WRITE_RERUNS,
-            exc.orig,
-        )
-        return True
+    async def run_autocommit(self, work: Callable[[Any, Progress], _R]) -> _R | None:
+        """Run the synchronous *work* on one connection without a transaction
+        (PostgreSQL); None at once on other backends
+        (``Executor.autocommit``)."""
+        return await self.executor.autocommit(work)
 
     @asynccontextmanager
     async def session(self) -> AsyncGenerator[AsyncSession]:

@@ -12,32 +12,25 @@ from typing import (
     Literal,
     NoReturn,
     Self,
-    TypeVar,
     overload,
 )
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import exceptions
+from ._descriptor import ManagerDescriptor, no_instance_access
 from ._typing import ModelT, OwnerT
 from .database import Database
 from .expressions import Aggregate, Q
-from .queryset import QuerySet
+from .queryset import QuerySet, QuerySetManager
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
 
-_QuerySetT = TypeVar("_QuerySetT", bound=QuerySet[Any])
+__all__ = ["Manager", "ManagerMixin", "QuerySetManager"]
 
 
-def _no_instance_access(owner: type[Any]) -> AttributeError:
-    return AttributeError(
-        f"Manager isn't accessible via {owner.__name__} instances; "
-        f"use {owner.__name__}.objects"
-    )
-
-
-class _ObjectsDescriptor:
+class _ObjectsDescriptor(ManagerDescriptor):
     """The mixin's ``objects``: a Manager typed by the class it is read from."""
 
     def __init__(self) -> None:
@@ -49,14 +42,14 @@ class _ObjectsDescriptor:
     def __get__(self, instance: object, owner: type[Any]) -> NoReturn: ...
     def __get__(self, instance: object | None, owner: type[OwnerT]) -> Manager[OwnerT]:
         if instance is not None:
-            raise _no_instance_access(owner)
+            raise no_instance_access(owner)
         manager = self._managers.get(owner)
         if manager is None:
             manager = self._managers[owner] = Manager[OwnerT]().__get__(None, owner)
         return manager
 
 
-class Manager(_ObjectsDescriptor, Generic[ModelT]):
+class Manager(ManagerDescriptor, Generic[ModelT]):
     """The interface to a model's rows: ``User.objects.get(...)``.
 
     Subclass it and override :meth:`get_queryset` for a custom manager, as in
@@ -69,7 +62,6 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
     _queryset_class: ClassVar[type[QuerySet[Any]]] = QuerySet
 
     def __init__(self) -> None:
-        super().__init__()
         self._bound_model: type[ModelT] | None = None
         self._copies: dict[type[Any], Self] = {}
 
@@ -79,7 +71,7 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
     def __get__(self, instance: object, owner: type[Any]) -> NoReturn: ...
     def __get__(self, instance: object | None, owner: type[Any]) -> Self:
         if instance is not None:
-            raise _no_instance_access(owner)
+            raise no_instance_access(owner)
         if self._bound_model is owner:
             return self
         copy = self._copies.get(owner)
@@ -90,7 +82,6 @@ class Manager(_ObjectsDescriptor, Generic[ModelT]):
     def _bound_to(self, model: type[Any]) -> Self:
         copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
-        copy._managers = {}
         copy._copies = {}
         copy._bound_model = model
         copy.model = model
@@ -299,39 +290,6 @@ def _proxy(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     return proxy
 
 
-class QuerySetManager(_ObjectsDescriptor, Generic[_QuerySetT]):
-    """The model attribute :meth:`QuerySet.as_manager` returns.
-
-    Read from a model class it is a fresh ``_QuerySetT`` of that model (cached
-    per class; querysets are immutable), so type checkers see the custom
-    QuerySet's methods next to the built-in ones.
-    """
-
-    def __init__(self, queryset_class: type[_QuerySetT]) -> None:
-        super().__init__()
-        self.queryset_class = queryset_class
-        self._querysets: dict[type[Any], _QuerySetT] = {}
-
-    def __repr__(self) -> str:
-        return f"<QuerySetManager of {self.queryset_class.__name__}>"
-
-    @overload  # type: ignore[override]  # a QuerySet, not a Manager
-    def __get__(self, instance: None, owner: type[Any]) -> _QuerySetT: ...
-    @overload
-    def __get__(self, instance: object, owner: type[Any]) -> NoReturn: ...
-    def __get__(  # pyright: ignore[reportIncompatibleMethodOverride]
-        self, instance: object | None, owner: type[Any]
-    ) -> _QuerySetT:
-        if instance is not None:
-            raise _no_instance_access(owner)
-        queryset = self._querysets.get(owner)
-        if queryset is None:
-            queryset = self.queryset_class(owner)
-            queryset._manager = True  # pyright: ignore[reportPrivateUsage]
-            self._querysets[owner] = queryset
-        return queryset
-
-
 def _subclass_exception(
     name: str, bases: tuple[type[Exception], ...], model: type[Any]
 ) -> type[Exception]:
@@ -355,7 +313,8 @@ class ManagerMixin:
     (and the parent model's, for inherited models).
     """
 
-    objects = _ObjectsDescriptor()  # no ClassVar: models may assign a custom manager
+    # No ClassVar: models may assign a custom manager or QuerySet.as_manager().
+    objects: ManagerDescriptor = _ObjectsDescriptor()
     DoesNotExist: ClassVar[type[exceptions.ObjectDoesNotExist]] = (
         exceptions.ObjectDoesNotExist
     )

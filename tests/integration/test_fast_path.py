@@ -15,7 +15,7 @@ from sqlalchemy import event, func, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sqlalchemy_objects import Database, FieldError, QuerySet, _fast_insert
+from sqlalchemy_objects import Database, FieldError, _cursor, _on_conflict, _rows
 from tests.conftest import StatementLog
 from tests.models import Article, Level, Setting, Tag, User
 from tests.reliability.test_killed_connections import kill, track_backend_ids
@@ -143,11 +143,11 @@ async def test_a_lost_race_returns_the_winner(db: Database, fast: bool) -> None:
     winner = await User.objects.create(username="ann", email="winner")
     calls = 0
     if fast:
-        owner: Any = _fast_insert
+        owner: Any = _on_conflict
         name = "select_one"
     else:
-        owner = QuerySet
-        name = "_first_or_none"
+        owner = _rows
+        name = "first_or_none"
     original = getattr(owner, name)
 
     def count(*args: Any, **kw: Any) -> Any:
@@ -221,13 +221,13 @@ class CursorSpy:
 
     def __init__(self, mp: pytest.MonkeyPatch) -> None:
         self.sql: list[str] = []
-        original = _fast_insert._cursor_rows
+        original = _cursor.cursor_rows
 
         def spy(conn: Any, plan: Any, args: Any) -> Any:
             self.sql.append(plan.sql)
             return original(conn, plan, args)
 
-        mp.setattr(_fast_insert, "_cursor_rows", spy)
+        mp.setattr(_cursor, "cursor_rows", spy)
 
 
 @pytest.fixture

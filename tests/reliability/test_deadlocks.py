@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sqlalchemy_objects import Database
-from sqlalchemy_objects.database import WRITE_RERUNS
+from sqlalchemy_objects._execution import WRITE_RERUNS
 from tests.conftest import SERVER_BACKENDS
 from tests.models import Note, User
 

@@ -1,0 +1,77 @@
+"""Backend and driver facts: what differs between PostgreSQL, MySQL/MariaDB and SQLite.
+
+One module per backend, each a :class:`~.base.Backend` whose attributes and
+small methods are the facts (peewee's "dialect differences as data"): the rest
+of the library asks ``backend.is_unique_violation(exc)`` instead of branching on
+a backend name. Nothing here runs a statement of its own.
+
+This package also turns a URL into one with an async driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy.engine import URL, make_url
+
+from ..exceptions import ConfigurationError
+from .base import Backend
+from .mysql import MySQL
+from .postgresql import PostgreSQL
+from .sqlite import RollbackOnCloseConnection, SQLite, SqliteBegin
+
+__all__ = [
+    "DEFAULT_URL",
+    "Backend",
+    "RollbackOnCloseConnection",
+    "SqliteBegin",
+    "backend_named",
+    "backend_of",
+    "normalise_url",
+]
+
+_BACKENDS: Final[dict[str, Backend]] = {
+    b.name: b for b in (PostgreSQL(), MySQL(), SQLite())
+}
+#: A backend none of our modules knows: no error counts as a race.
+_UNKNOWN: Final = Backend()
+#: URL schemes that name a backend, and the backend each stands for.
+_SCHEMES: Final = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "sqlite": "sqlite",
+}
+#: The embedded database used when neither a URL nor DATABASE_URL is given.
+DEFAULT_URL: Final = "sqlite+aiosqlite:///sqlalchemy_objects.sqlite3"
+
+
+def backend_named(name: str) -> Backend:
+    """The facts of the backend SQLAlchemy calls *name* (``mariadb`` is MySQL's)."""
+    return _BACKENDS.get(_SCHEMES.get(name, name), _UNKNOWN)
+
+
+def backend_of(bindable: Any) -> Backend:
+    """The facts of the backend behind *bindable* (a session, connection or
+    engine, sync or async)."""
+    bind = bindable.get_bind() if hasattr(bindable, "get_bind") else bindable
+    return backend_named(bind.dialect.name)
+
+
+def normalise_url(raw: str | URL) -> URL:
+    """Return *raw* as a URL with an async driver (``postgres://`` -> asyncpg)."""
+    try:
+        url = make_url(raw)
+    except Exception as exc:  # ArgumentError, ValueError: all mean "not a URL"
+        raise ConfigurationError(f"Cannot parse database URL {raw!r}: {exc}") from exc
+    if "+" not in url.drivername:
+        scheme = url.drivername
+        if scheme not in _SCHEMES:
+            raise ConfigurationError(
+                f"Unsupported database URL scheme {scheme!r}; use one of "
+                f"{', '.join(sorted(_SCHEMES))} (with or without +driver)."
+            )
+        backend = _BACKENDS[_SCHEMES[scheme]]
+        url = url.set(drivername=f"{backend.name}+{backend.default_driver}")
+    return url

@@ -1,0 +1,107 @@
+"""What every backend answers: the generic :class:`Backend`, and its defaults.
+
+A backend module subclasses :class:`Backend` and overrides the facts that
+differ. The defaults are the cautious answers for a backend we do not know:
+no error counts as a race, nothing is rerun, nothing is special about reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Final
+
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+#: Isolation levels under which a re-read cannot see rows committed after the
+#: transaction's snapshot was taken.
+SNAPSHOT_LEVELS: Final = frozenset({"REPEATABLE READ", "SERIALIZABLE"})
+
+
+def error_code(exc: DBAPIError) -> Any:
+    """The driver's numeric error code (MySQL drivers put it first in ``args``)."""
+    args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+    return args[0] if args else None
+
+
+class Backend:
+    """The facts of one database backend that the rest of the library asks.
+
+    Errors are recognised by code (SQLSTATE, errno, SQLite's extended error
+    name), never by message text.
+    """
+
+    #: SQLAlchemy's backend name, with ``mariadb`` folded into ``mysql``.
+    name: ClassVar[str] = ""
+    #: The async driver used when a URL names only the backend.
+    default_driver: ClassVar[str] = ""
+    #: Reads outside a session may run on an ``AUTOCOMMIT`` connection, with no
+    #: BEGIN/ROLLBACK, at the server's default isolation level. Also what the
+    #: one-statement get_or_create needs (each statement commits by itself).
+    autocommit_reads: ClassVar[bool] = False
+    #: A locking read (``LOCK IN SHARE MODE``) sees rows committed after the
+    #: transaction's snapshot, so the retried get after a lost race uses one.
+    locking_read_sees_latest: ClassVar[bool] = False
+    #: Execution options of the engine view that reads outside a session use.
+    read_options: ClassVar[dict[str, Any]] = {}
+
+    def engine_defaults(self, url: URL) -> dict[str, Any]:
+        """Engine options for this backend that the user did not choose."""
+        return {}
+
+    def install(self, engine: AsyncEngine, sqlite_begin: str) -> None:
+        """Install the event listeners this backend needs on *engine*."""
+
+    def is_unique_violation(self, exc: IntegrityError) -> bool:
+        """Whether *exc* is a unique or primary-key violation (a possible race)."""
+        return False
+
+    def must_rerun(self, exc: DBAPIError) -> bool:
+        """Whether the server aborted the whole transaction (a deadlock or a
+        serialization failure): nothing in it was written, and rerunning it is
+        the documented remedy."""
+        return False
+
+    def savepoint_was_lost(self, exc: DBAPIError) -> bool:
+        """Whether *exc* says the savepoint vanished with its whole transaction."""
+        return False
+
+    def has_snapshot_reads(self, isolation_level: str) -> bool:
+        """Whether a re-read at *isolation_level* may miss newer committed rows."""
+        return False
+
+    def is_connection_broken(self, orig: BaseException | None) -> bool:
+        """Whether *orig* leaves its connection unusable beyond what SQLAlchemy
+        sees itself."""
+        return False
+
+    def on_conflict_insert(self, model: type[Any]) -> Any:
+        """The dialect's INSERT of *model* with ``ON CONFLICT`` clauses, or None
+        where it has none."""
+        return None
+
+    def bulk_insert(
+        self,
+        model: type[Any],
+        *,
+        ignore_conflicts: bool,
+        update: Sequence[tuple[str, str]],
+        conflict_columns: Sequence[str],
+    ) -> Any:
+        """The INSERT of bulk_create with its conflict clause: skip conflicting
+        rows, or on a conflict on *conflict_columns* set each ``(field, column)``
+        of *update* from the row that was to be inserted."""
+        if self.on_conflict_insert is None:
+            raise NotImplementedError(
+                f"bulk_create() is not supported on {self.name!r}"
+            )
+        stmt = self.on_conflict_insert(model)
+        if ignore_conflicts:
+            return stmt.on_conflict_do_nothing()
+        if update:
+            return stmt.on_conflict_do_update(
+                index_elements=list(conflict_columns),
+                set_={column: stmt.excluded[column] for _, column in update},
+            )
+        return stmt

@@ -1,0 +1,247 @@
+"""PostgreSQL's one-statement get_or_create: when it may run, and its statements.
+
+``INSERT ... ON CONFLICT (lookup columns) DO NOTHING RETURNING *`` on an
+``AUTOCOMMIT`` connection replaces BEGIN, INSERT, COMMIT. It is used only where
+its outcome cannot differ from the ORM path's:
+
+* the lookup is exact matches on exactly the columns of one primary key or
+  unique constraint (or unique index), so "the insert conflicted" means "a row
+  matching the lookup exists", and the conflict target is always named: a
+  clash on any other unique key still raises ``IntegrityError``;
+* the mapper has a single table, no inheritance, no version counter and no
+  ``before_insert`` / ``after_insert`` listeners, and the session has no flush
+  listeners: a flush would run nothing that the INSERT skips;
+* the object, built with the model's own constructor (so ``__init__`` and
+  ``@validates`` run as usual), holds column values only;
+* the lookup has no None value (a unique key does not stop NULLs repeating)
+  and no SQL expression; the values to insert hold no SQL expression either,
+  and None is left out where the column has a default, as a flush does;
+* every mapped column is a plain, undeferred column of the table, and nothing
+  listens for instances being loaded, so a row turned into an object here is
+  what an ORM query would have made of it.
+
+Reads and the INSERT are Core statements on a bare connection, without an ORM
+session; statements prepared once go through the driver's cursor where
+:mod:`._cursor` allows it. Objects come back in the state the ORM path leaves
+them in: detached, every column loaded, relationships unloaded. The algorithm
+that runs these statements is ``one_statement`` in :mod:`._get_or_create`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from sqlalchemy import Table, UniqueConstraint, bindparam, inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.sql.elements import ClauseElement
+
+from . import _cursor, lookups
+from ._dialects import postgresql
+from ._shapes import Prepared, Shape, bindable, columns, detached, exact_shape
+
+#: Session events that a flush would fire and a Core INSERT does not.
+_FLUSH_EVENTS: Final = (
+    "before_flush",
+    "after_flush",
+    "after_flush_postexec",
+    "transient_to_pending",
+    "pending_to_persistent",
+    "before_attach",
+    "after_attach",
+)
+
+_targets: dict[Shape, tuple[str, ...] | None] = {}
+_prepared: dict[Shape, Any] = {}
+
+
+def conflict_target(
+    model: type[Any], lookup: Mapping[str, Any]
+) -> tuple[str, ...] | None:
+    """Return the column names of the key the lookup names exactly, or None when
+    the one-statement path does not apply to this model and lookup."""
+    if not bindable(lookup):
+        return None
+    keys = frozenset(lookup)
+    cache_key = (model, keys)
+    if cache_key not in _targets:
+        _targets[cache_key] = _find_target(model, keys)
+    target = _targets[cache_key]
+    if target is not None:
+        # Listeners may be added at any time: checked on every call.
+        mapper = lookups.mapper_of(model)
+        dispatch = mapper.dispatch
+        if (
+            dispatch.before_insert
+            or dispatch.after_insert
+            or mapper.class_manager.dispatch.load
+            or mapper.class_manager.dispatch.refresh
+        ):
+            return None
+    return target
+
+
+def _find_target(model: type[Any], keys: frozenset[str]) -> tuple[str, ...] | None:
+    mapper: Mapper[Any] = lookups.mapper_of(model)
+    table: Any = mapper.local_table
+    if (
+        not isinstance(table, Table)
+        or mapper.inherits is not None
+        or mapper.polymorphic_on is not None
+        or mapper.version_id_col is not None
+    ):
+        return None
+    for prop in mapper.column_attrs:
+        if (
+            len(prop.columns) != 1
+            or getattr(prop.columns[0], "table", None) is not table
+            or prop.deferred
+        ):
+            return None
+    shape = exact_shape((model, keys))
+    if shape is None:  # an operator lookup (age__gte=...), a relationship...
+        return None
+    names = {column.name for column in shape.columns}
+    for candidate in _unique_keys(table):
+        if candidate == names:
+            return tuple(sorted(names))
+    return None
+
+
+def _unique_keys(table: Any) -> list[set[str]]:
+    keys = [{c.name for c in table.primary_key.columns}]
+    keys += [
+        {c.name for c in constraint.columns}
+        for constraint in table.constraints
+        if isinstance(constraint, UniqueConstraint)
+    ]
+    keys += [
+        {c.name for c in index.columns}
+        for index in table.indexes
+        if index.unique and not index.dialect_options["postgresql"].get("where")
+    ]
+    keys += [{c.name} for c in table.columns if c.unique]
+    return [k for k in keys if k]
+
+
+def prepared_select(model: type[Any], lookup: Mapping[str, Any]) -> Prepared | None:
+    """A SELECT of every column built once per model and lookup shape, for a
+    lookup shape that an earlier call proved valid and eligible for the
+    one-statement path; None otherwise."""
+    shape = (model, frozenset(lookup))
+    if _targets.get(shape) is None or not bindable(lookup):
+        return None
+    exact = exact_shape(shape)
+    assert exact is not None  # an eligible shape is exact matches on columns
+    stmt = _prepared.get(shape)
+    if stmt is None:
+        mapper: Mapper[Any] = lookups.mapper_of(model)
+        stmt = select(*columns(mapper)).where(*exact.where).limit(2)
+        _prepared[shape] = stmt
+    return Prepared(stmt, exact.params(lookup), shape)
+
+
+def sessions_have_flush_listeners(
+    maker: async_sessionmaker[AsyncSession] | None,
+) -> bool:
+    """Whether sessions of *maker* run listeners a flush would fire, which the
+    one-statement INSERT would not (asked of a throwaway instance: class-level
+    dispatch cannot tell)."""
+    sync_class = (maker.kw.get("sync_session_class") if maker else None) or Session
+    dispatch = sync_class().dispatch
+    return any(getattr(dispatch, name) for name in _FLUSH_EVENTS)
+
+
+def holds_columns_only(obj: Any) -> bool:
+    """Whether the constructed object carries nothing but column values (its
+    ``__init__`` set no relationship)."""
+    state = inspect(obj)
+    relationships = state.mapper.relationships
+    return not any(key in relationships for key in state.dict)
+
+
+def select_one(executor: Any, model: type[Any], spec: Prepared) -> tuple[bool, Any]:
+    """Return ``(True, obj or None)``, or ``(False, None)`` if more than one row
+    matched (the ORM path then reports it). *executor* is a sync ``Connection``
+    or ``Session`` (this runs inside SQLAlchemy's greenlet)."""
+    rows = _cursor.rows(executor, spec.shape, spec.stmt, spec.params)
+    if len(rows) > 1:
+        return False, None
+    mapper: Mapper[Any] = lookups.mapper_of(model)
+    return True, (detached(mapper, rows[0]) if rows else None)
+
+
+def insert_values(obj: Any) -> dict[str, Any] | None:
+    """The attribute values a flush of the new *obj* would INSERT (by attribute
+    key), or None when the one-statement INSERT cannot write what the flush
+    would.
+
+    As in a flush, a None value is left out where the column has a default, a
+    server default or is part of the primary key, so that the default applies;
+    None for a type that stores None as something else (JSON), and a SQL
+    expression as a value, are left to the ORM path.
+    """
+    state = inspect(obj)
+    values: dict[str, Any] = {}
+    for prop in state.mapper.column_attrs:
+        if prop.key not in state.dict:
+            continue
+        value = state.dict[prop.key]
+        column = prop.columns[0]
+        if value is None:
+            if column.primary_key or column.default is not None:
+                continue
+            if column.server_default is not None:
+                continue
+            if column.type.should_evaluate_none:
+                return None
+        elif isinstance(value, ClauseElement) or hasattr(value, "__clause_element__"):
+            return None
+        values[prop.key] = value
+    return values
+
+
+_inserts: dict[tuple[Any, frozenset[str], tuple[str, ...]], tuple[Any, bool]] = {}
+
+
+def _insert_statement(
+    mapper: Mapper[Any], keys: frozenset[str], target: tuple[str, ...]
+) -> tuple[Any, bool]:
+    """The INSERT ... ON CONFLICT (target) DO NOTHING RETURNING of the
+    attributes *keys*, built once; and whether it may go through the cursor
+    (no column it leaves out has a Python-side default to compute)."""
+    cache_key = (mapper, keys, target)
+    entry = _inserts.get(cache_key)
+    if entry is None:
+        table: Any = mapper.local_table
+        present = {
+            prop.columns[0]: bindparam(prop.key, type_=prop.columns[0].type)
+            for prop in mapper.column_attrs
+            if prop.key in keys
+        }
+        stmt = postgresql.insert_or_nothing(table, present, target, columns(mapper))
+        plain = all(
+            column.default is None for column in table.columns if column not in present
+        )
+        entry = _inserts[cache_key] = (stmt, plain)
+    return entry
+
+
+def insert_or_nothing(
+    executor: Any, obj: Any, values: dict[str, Any], target: tuple[str, ...]
+) -> bool:
+    """INSERT *values* (from :func:`insert_values`) unless a row with the same
+    *target* key exists. Return whether the row was inserted; *obj* is then
+    detached with every column loaded. Return False (and leave *obj* alone) on
+    a conflict."""
+    mapper: Mapper[Any] = inspect(obj).mapper
+    keys = frozenset(values)
+    stmt, plain = _insert_statement(mapper, keys, target)
+    rows = _cursor.rows(
+        executor, (mapper, keys, target) if plain else None, stmt, values
+    )
+    if not rows:
+        return False
+    detached(mapper, rows[0], obj)
+    return True

@@ -1,0 +1,328 @@
+"""Query: a QuerySet's state, and the SQLAlchemy statements it compiles to.
+
+Django keeps the lazy, chainable user API in ``QuerySet`` and "all of the SQL
+construction" in ``sql.Query``; this module is our ``sql.Query``. A
+:class:`Query` is immutable: every builder returns a new one. It checks names
+when a builder is called (FieldError before any SQL) and builds statements:
+the SELECT of rows (with WHERE, ORDER BY, LIMIT/OFFSET, loader options and
+only()/defer()), and the COUNT, EXISTS, column, aggregate, UPDATE and DELETE
+statements of the terminal methods. It never runs one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Literal
+
+import sqlalchemy.orm
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
+
+from . import exceptions, lookups
+from .expressions import Aggregate, Q, negate
+
+#: Like Django: fetch at most this many rows to report "more than 20" cheaply.
+MAX_GET_RESULTS: Final = 21
+
+#: The row lock a read takes: ``FOR SHARE`` / ``FOR UPDATE``, or none.
+Lock = Literal["share", "update"] | None
+
+
+class Query:
+    """The state of a QuerySet on *model*, compiled on demand."""
+
+    __slots__ = (
+        "defer",
+        "limit",
+        "model",
+        "offset",
+        "only",
+        "options",
+        "order",
+        "where",
+    )
+
+    def __init__(
+        self, model: type[Any], where: tuple[ColumnElement[bool], ...] = ()
+    ) -> None:
+        self.model = model
+        self.where = where
+        self.order: tuple[str, ...] = ()
+        self.limit: int | None = None
+        self.offset = 0
+        # (relationship path, joined?) from select_related / prefetch_related
+        self.options: tuple[tuple[str, bool], ...] = ()
+        # only() / defer(): the columns to load is (only or all) minus defer
+        self.only: frozenset[str] | None = None
+        self.defer: frozenset[str] = frozenset()
+
+    def replace(self, **changes: Any) -> Query:
+        """A copy with *changes* (attribute names) applied."""
+        clone = object.__new__(Query)
+        for name in Query.__slots__:
+            setattr(clone, name, changes.get(name, getattr(self, name)))
+        return clone
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def sliced(self) -> bool:
+        return self.limit is not None or self.offset != 0
+
+    def refuse_if_sliced(self, what: str) -> None:
+        if self.sliced:
+            raise TypeError(f"Cannot {what} a query once a slice has been taken.")
+
+    def ordering(self) -> tuple[str, ...]:
+        return self.order or ("pk",)
+
+    def loads_whole_rows(self) -> bool:
+        """Whether rows are read whole and nothing more, as get_or_create's
+        prepared and one-statement paths read them: no order, slice, column
+        choice or loader option (filters aside)."""
+        return not (
+            self.order
+            or self.limit is not None
+            or self.offset
+            or self.options
+            or self.only is not None
+            or self.defer
+        )
+
+    # -- builders ---------------------------------------------------------------
+
+    def filter(self, args: tuple[Q, ...], lookup: Mapping[str, Any]) -> Query:
+        """Narrowed to rows matching every ``Q`` of *args* and *lookup*."""
+        if not args and not lookup:
+            return self
+        self.refuse_if_sliced("filter")
+        where = Q(*args, **lookup).resolve(self.model)
+        return self if where is None else self.replace(where=(*self.where, where))
+
+    def exclude(self, args: tuple[Q, ...], lookup: Mapping[str, Any]) -> Query:
+        """Without the rows matching all of *args* and *lookup* (Django's
+        negation: a row whose condition is unknown stays)."""
+        self.refuse_if_sliced("filter")
+        where = Q(*args, **lookup).resolve(self.model)
+        if where is None:
+            return self
+        return self.replace(where=(*self.where, negate(where)))
+
+    def order_by(self, fields: tuple[str, ...]) -> Query:
+        self.refuse_if_sliced("reorder")
+        for field in fields:
+            if not isinstance(field, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(f"order_by() takes field names, not {field!r}")
+            lookups.column_of(self.model, field.removeprefix("-"), "order_by()")
+        return self.replace(order=fields)
+
+    def reverse(self) -> Query:
+        self.refuse_if_sliced("reverse")
+        return self.replace(order=tuple(_flip(f) for f in self.ordering()))
+
+    def related(self, fields: tuple[str, ...], *, joined: bool) -> Query:
+        """With loader options for *fields* (select_related when *joined*)."""
+        for field in fields:
+            loader(self.model, field, joined=joined)  # FieldError now, not at await
+        related = tuple((f, joined) for f in fields)
+        return self.replace(options=(*self.options, *related))
+
+    def with_only(self, fields: Iterable[str]) -> Query:
+        return self.replace(only=frozenset(self.column_names(fields, "only()")))
+
+    def with_defer(self, fields: tuple[str | None, ...]) -> Query:
+        if fields == (None,):
+            return self.replace(defer=frozenset())
+        if any(f is None for f in fields):
+            raise TypeError("defer(None) clears deferrals and takes no other field.")
+        names = self.column_names([f for f in fields if f is not None], "defer()")
+        return self.replace(defer=self.defer | frozenset(names))
+
+    def column_names(self, fields: Iterable[str], what: str) -> list[str]:
+        names: list[str] = []
+        for field in fields:
+            if not isinstance(field, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(f"{what} takes field names, not {field!r}")
+            names.append(lookups.column_of(self.model, field, what).key)
+        return names
+
+    def sliced_by(self, key: slice) -> Query:
+        """``qs[a:b]``: LIMIT / OFFSET; slices of slices compose."""
+        start, stop = key.start or 0, key.stop
+        if key.step is not None:
+            raise TypeError("QuerySet slices do not support a step.")
+        if start < 0 or (stop is not None and stop < 0):
+            raise ValueError("Negative indexing is not supported.")
+        offset = self.offset + start
+        limit = None if stop is None else max(stop - start, 0)
+        if self.limit is not None:
+            room = max(self.limit - start, 0)
+            limit = room if limit is None else min(limit, room)
+        return self.replace(offset=offset, limit=limit)
+
+    # -- statements -------------------------------------------------------------
+
+    def apply(self, stmt: Any) -> Any:
+        """*stmt* with this query's WHERE, ORDER BY, LIMIT and OFFSET."""
+        if self.where:
+            stmt = stmt.where(and_(*self.where))
+        if self.order:
+            stmt = stmt.order_by(*order_clauses(self.model, self.order))
+        if self.limit is not None:
+            stmt = stmt.limit(self.limit)
+        if self.offset:
+            stmt = stmt.offset(self.offset)
+        return stmt
+
+    def statement(self) -> Select[Any]:
+        """The SELECT of the model's rows, with loader options and only()/defer()."""
+        stmt: Select[Any] = self.apply(select(self.model))
+        if self.options:
+            joined = {path for path, is_joined in self.options if is_joined}
+            stmt = stmt.options(
+                *(
+                    loader(self.model, path, joined=is_joined, joined_paths=joined)
+                    for path, is_joined in dict.fromkeys(self.options)
+                )
+            )
+        columns = self._loaded_columns()
+        if columns is not None:
+            stmt = stmt.options(sqlalchemy.orm.load_only(*columns))
+        return stmt
+
+    def get_statement(self, lock: Lock = None) -> Select[Any]:
+        """The SELECT of ``get()``: at most :data:`MAX_GET_RESULTS` rows,
+        locked as *lock* says."""
+        stmt = self.statement().limit(MAX_GET_RESULTS)
+        if lock is not None:
+            stmt = stmt.with_for_update(read=lock == "share")
+        return stmt
+
+    def _loaded_columns(self) -> list[Any] | None:
+        """The column attributes only()/defer() leave loaded, or None for all."""
+        if self.only is None and not self.defer:
+            return None
+        mapper = lookups.mapper_of(self.model)
+        pk = {mapper.get_property_by_column(c).key for c in mapper.primary_key}
+        names = list(mapper.column_attrs.keys())
+        wanted = self.only if self.only is not None else set(names)
+        return [
+            getattr(self.model, name)
+            for name in names
+            if name in pk or (name in wanted and name not in self.defer)
+        ]
+
+    def count_statement(self) -> Select[Any]:
+        return select(func.count()).select_from(self.statement().subquery())
+
+    def exists_statement(self) -> Select[Any]:
+        return select(self.statement().exists())
+
+    def columns_statement(self, names: Sequence[str], what: str) -> Select[Any]:
+        columns = [lookups.column_of(self.model, name, what) for name in names]
+        stmt: Select[Any] = self.apply(select(*columns).select_from(self.model))
+        return stmt
+
+    def aggregate_statement(self, named: Mapping[str, Aggregate]) -> Select[Any]:
+        """``SELECT agg, ...`` over the matching rows (over the slice, if any)."""
+        attrs = [agg.column(self.model) for agg in named.values()]
+        if self.sliced:  # aggregate over the slice: SELECT ... FROM (subquery)
+            inner = self.apply(select(self.model)).subquery()
+            operands: list[Any] = [
+                None if a is None else inner.c[a.property.columns[0].name]
+                for a in attrs
+            ]
+            return select(
+                *(
+                    agg.apply(op)
+                    for agg, op in zip(named.values(), operands, strict=True)
+                )
+            ).select_from(inner)
+        stmt = select(
+            *(agg.apply(a) for agg, a in zip(named.values(), attrs, strict=True))
+        ).select_from(self.model)
+        if self.where:
+            stmt = stmt.where(and_(*self.where))
+        return stmt
+
+    def update_statement(self, values: Mapping[str, Any]) -> Any:
+        self.refuse_if_sliced("update")
+        if not values:
+            raise TypeError(f"{self.model.__name__}.objects.update() needs values.")
+        for name in values:
+            lookups.column_of(self.model, name, "update()")
+        stmt = update(self.model).values(**values)
+        if self.where:
+            stmt = stmt.where(and_(*self.where))
+        return stmt
+
+    def delete_statement(self) -> Any:
+        self.refuse_if_sliced("delete")
+        stmt = delete(self.model)
+        if self.where:
+            stmt = stmt.where(and_(*self.where))
+        return stmt
+
+
+def _flip(field: str) -> str:
+    return field[1:] if field.startswith("-") else f"-{field}"
+
+
+def order_clauses(model: type[Any], fields: Iterable[str]) -> list[ColumnElement[Any]]:
+    clauses: list[ColumnElement[Any]] = []
+    for field in fields:
+        column = lookups.column_of(model, field.removeprefix("-"), "order_by()")
+        clauses.append(column.desc() if field.startswith("-") else column.asc())
+    return clauses
+
+
+def loader(
+    model: type[Any],
+    path: str,
+    *,
+    joined: bool,
+    joined_paths: frozenset[str] | set[str] = frozenset(),
+) -> Any:
+    """Return the loader option for a ``select_related`` / ``prefetch_related`` path.
+
+    A prefetch path that runs through a select_related one (``author`` and
+    ``author__articles``) keeps the JOIN for the shared part.
+    """
+    what = "select_related()" if joined else "prefetch_related()"
+    if not isinstance(path, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"{what} takes relationship names, not {path!r}")
+    current = model
+    option: Any | None = None
+    parts = path.split(lookups.LOOKUP_SEP)
+    for depth, part in enumerate(parts):
+        mapper = lookups.mapper_of(current)
+        prop = mapper.relationships.get(part)
+        if prop is None or (joined and prop.uselist):
+            valid = sorted(
+                key
+                for key, rel in mapper.relationships.items()
+                if not (joined and rel.uselist)
+            )
+            hint = (
+                f" {current.__name__}.{part} is one-to-many or many-to-many: use "
+                "prefetch_related() for it."
+                if prop is not None
+                else ""
+            )
+            raise exceptions.FieldError(
+                f"Invalid field name {part!r} in {what} on {model.__name__} "
+                f"(path {path!r}). Choices are: {', '.join(valid) or '(none)'}.{hint}",
+                model=model,
+                name=part,
+                valid=valid,
+            )
+        attr = getattr(current, part)
+        prefix = lookups.LOOKUP_SEP.join(parts[: depth + 1])
+        strategy = "joinedload" if joined or prefix in joined_paths else "selectinload"
+        option = (
+            getattr(sqlalchemy.orm, strategy)(attr)
+            if option is None
+            else getattr(option, strategy)(attr)
+        )
+        current = prop.mapper.class_
+    assert option is not None
+    return option

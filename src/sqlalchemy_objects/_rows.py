@@ -1,0 +1,103 @@
+"""Rows in and out through a session: get()'s row check, one INSERT, values.
+
+The small steps that ``get``, ``create``, ``get_or_create`` and
+``update_or_create`` share. Each takes the session it runs in; where the
+session comes from is :mod:`._routing`'s business.
+"""
+
+from __future__ import annotations
+
+import inspect as _inspect
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Select, inspect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ._query import MAX_GET_RESULTS, Lock, Query
+from ._routing import Target, read
+
+
+def describe(lookup: Mapping[str, Any]) -> str:
+    """``username='ann', age=3`` (for messages)."""
+    return ", ".join(f"{k}={v!r}" for k, v in lookup.items()) or "(no lookup)"
+
+
+def one(model: type[Any], rows: list[Any], lookup: Mapping[str, Any]) -> Any:
+    """The only row of *rows*; else *model*'s DoesNotExist or
+    MultipleObjectsReturned, naming the model and the lookup."""
+    if len(rows) == 1:
+        return rows[0]
+    name = model.__name__
+    if not rows:
+        raise model.DoesNotExist(
+            f"{name} matching {describe(lookup)} does not exist.",
+            model=model,
+            lookup=lookup,
+        )
+    many = "more than 20" if len(rows) >= MAX_GET_RESULTS else str(len(rows))
+    raise model.MultipleObjectsReturned(
+        f"get() returned {many} {name} rows matching {describe(lookup)}; "
+        "it expects exactly one. Is the lookup covered by a unique constraint?",
+        model=model,
+        lookup=lookup,
+    )
+
+
+async def fetch_for_get(
+    session: AsyncSession, query: Query, lock: Lock = None
+) -> list[Any]:
+    """The rows ``get()`` looks at (at most MAX_GET_RESULTS)."""
+    result = await session.scalars(query.get_statement(lock))
+    return list(result.all())
+
+
+async def first_or_none(
+    session: AsyncSession, query: Query, lookup: Mapping[str, Any], lock: Lock = None
+) -> Any:
+    """The one row of *query* (filtered by *lookup*), or None; several raise."""
+    rows = await fetch_for_get(session, query, lock)
+    return None if not rows else one(query.model, rows, lookup)
+
+
+async def fetch_all(target: Target, stmt: Select[Any]) -> list[Any]:
+    """Every object *stmt* selects, read on *target*."""
+
+    async def work(session: AsyncSession) -> list[Any]:
+        return list((await session.scalars(stmt)).all())
+
+    return await read(target, work)
+
+
+async def insert(
+    session: AsyncSession, model: type[Any], values: Mapping[str, Any]
+) -> Any:
+    """Add a new *model* made from *values*, flush, and return it with its key and
+    every column loaded."""
+    obj = model(**values)
+    session.add(obj)
+    await session.flush()
+    # Server defaults the INSERT could not return (no RETURNING, or a column
+    # SQLAlchemy does not fetch eagerly) are loaded now, while a connection is
+    # at hand, so reading them later never needs IO (no MissingGreenlet).
+    state = inspect(obj)
+    missing = [
+        key
+        for key in state.mapper.column_attrs.keys()  # noqa: SIM118
+        if key in state.unloaded
+    ]
+    if missing:
+        await session.refresh(obj, attribute_names=missing)
+    return obj
+
+
+async def resolve_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """*values* with each callable called (and awaited if it returns an awaitable)."""
+    resolved: dict[str, Any] = {}
+    for key, value in values.items():
+        if callable(value):
+            value = value()
+            if _inspect.isawaitable(value):
+                value = await value
+        resolved[key] = value
+    return resolved
