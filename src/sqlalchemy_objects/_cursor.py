@@ -74,10 +74,14 @@ def plan(
 ) -> DriverPlan | None:
     """*stmt* compiled once for *dialect* (cached under *key*); None when a
     parameter or a returned column needs a type conversion, which only
-    execute() applies."""
+    execute() applies, or when the driver takes named parameters (psycopg's
+    ``%(name)s``): the plan orders parameters by position."""
     cache_key = (key, dialect)
     if cache_key in _plans:
         return _plans[cache_key]
+    if not dialect.positional:
+        _plans[cache_key] = None
+        return None
     compiled: Any = stmt.compile(dialect=dialect)
     order: list[str] = list(compiled.positiontup or ())
     binds = compiled.binds

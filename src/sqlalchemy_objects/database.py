@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from . import _dialects
+from ._engines import EngineSet, LoopEngine
 from ._execution import Executor, Progress
 from .exceptions import ConfigurationError
 from .session import enter_session, leave_session, shielded
@@ -89,61 +90,77 @@ class Database:
                 options[key] = {**options[key], **value}
             else:
                 options[key] = value
-        self.engine: AsyncEngine = create_async_engine(self.url, **options)
-        self.facts.install(self.engine, sqlite_begin)
-        # Reads outside a session use their own engine view: on SQLite they
-        # must not take the write lock.
-        self.read_engine: AsyncEngine = self.engine
-        if self.facts.read_options:
-            self.read_engine = self.engine.execution_options(**self.facts.read_options)
-        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.engine, expire_on_commit=False
-        )
-        self.read_sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.read_engine, expire_on_commit=False
-        )
-        # PostgreSQL sessions without BEGIN: each statement commits by itself, at
-        # the server's default READ COMMITTED. run_autocommit() uses them, and
-        # run_read() too unless an isolation_level was asked for. Streaming
-        # (server-side cursors) needs a transaction and keeps read_sessionmaker.
-        self.autocommit_sessionmaker: async_sessionmaker[AsyncSession] | None = None
-        self.quick_read_sessionmaker = self.read_sessionmaker
-        if self.facts.autocommit_reads:
-            self.autocommit_sessionmaker = async_sessionmaker(
-                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                expire_on_commit=False,
-            )
-            if "isolation_level" not in engine_options:
-                self.quick_read_sessionmaker = self.autocommit_sessionmaker
-        #: How autocommit calls run: retries, reruns, "outcome unknown" notes.
-        self.executor = Executor(
-            self.facts,
-            self.sessionmaker,
-            self.quick_read_sessionmaker,
-            self.autocommit_sessionmaker,
-        )
+        isolation_chosen = "isolation_level" in engine_options
+        facts = self.facts
+
+        def make() -> LoopEngine:
+            engine = create_async_engine(self.url, **options)
+            facts.install(engine, sqlite_begin)
+            return LoopEngine(engine, facts, isolation_chosen)
+
+        # An engine per running event loop, none across fork() (_engines.py).
+        self._engines = EngineSet(make)
         self._bases: list[type[Any]] = []
         if fast_get_or_create is None:
             fast_get_or_create = os.environ.get(FAST_PATH_ENV, "1") != "0"
         #: get_or_create's one-statement miss path on PostgreSQL.
         self.fast_get_or_create: bool = fast_get_or_create
 
+    # The running loop's engine and what is bound to it (see _engines.py).
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The ``AsyncEngine`` of the running event loop (outside one: the
+        engine made with this Database, which the first loop uses)."""
+        return self._engines.current().engine
+
+    @property
+    def read_engine(self) -> AsyncEngine:
+        """The engine reads outside a session use: on SQLite a view of
+        :attr:`engine` that begins with ``BEGIN DEFERRED``; elsewhere
+        :attr:`engine`."""
+        return self._engines.current().read_engine
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """The sessions of ``session()`` blocks and autocommit writes."""
+        return self._engines.current().sessionmaker
+
+    @property
+    def read_sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """The sessions of reads outside a session that need a transaction
+        (streaming with ``async for``)."""
+        return self._engines.current().read_sessionmaker
+
+    @property
+    def autocommit_sessionmaker(self) -> async_sessionmaker[AsyncSession] | None:
+        """PostgreSQL sessions without BEGIN (each statement commits by
+        itself); None elsewhere."""
+        return self._engines.current().autocommit_sessionmaker
+
+    @property
+    def quick_read_sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """The sessions of autocommit reads: on PostgreSQL at the default
+        isolation level :attr:`autocommit_sessionmaker`, so a read sends no
+        BEGIN/ROLLBACK; elsewhere :attr:`read_sessionmaker`."""
+        return self._engines.current().quick_read_sessionmaker
+
+    @property
+    def executor(self) -> Executor:
+        """How this loop's autocommit calls run: retries, reruns, notes."""
+        return self._engines.current().executor
+
     @property
     def one_statement_get_or_create(self) -> bool:
         """Whether get_or_create may take its one-statement path here: on
         PostgreSQL (the only backend with autocommit sessions), when enabled."""
-        return self.fast_get_or_create and self.autocommit_sessionmaker is not None
+        return self.fast_get_or_create and self.facts.autocommit_reads
 
     def sessionmakers(self) -> list[async_sessionmaker[AsyncSession]]:
-        """Every sessionmaker this Database opens sessions with, each once (the
-        pytest plugin binds them all to a test's connection)."""
-        makers = [
-            self.sessionmaker,
-            self.read_sessionmaker,
-            self.quick_read_sessionmaker,
-            self.autocommit_sessionmaker,
-        ]
-        return list(dict.fromkeys(m for m in makers if m is not None))
+        """Every sessionmaker this Database opens sessions with in the running
+        loop, each once (the pytest plugin binds them all to a test's
+        connection)."""
+        return self._engines.current().sessionmakers()
 
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
@@ -185,8 +202,9 @@ class Database:
                 await conn.run_sync(metadata.drop_all)
 
     async def dispose(self) -> None:
-        """Close every pooled connection (call at shutdown)."""
-        await self.engine.dispose()
+        """Close every pooled connection of the running loop's engine (call at
+        shutdown). Engines of loops that have shut down were disposed then."""
+        await self._engines.current().engine.dispose()
 
     async def run_read(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
         """Run *work* in a short read transaction of its own (autocommit mode);
