@@ -19,6 +19,14 @@ if ! my_up && [ -x /usr/sbin/mariadbd ]; then
     start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
 fi
 
+# PgBouncer for tests/deployments/test_pgbouncer.py: the tests start their own
+# (on a free port, in transaction mode); only the binary is needed here.
+if ! command -v pgbouncer >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "services: installing pgbouncer (Debian package)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; } >/dev/null 2>&1 \
+        || echo "services: could not install pgbouncer" >&2
+fi
+
 ok=1
 for _ in $(seq 1 60); do
     pg_up && my_up && break

@@ -47,6 +47,11 @@ class Database:
             wait up to the busy timeout instead of failing with "database is
             locked" when a read transaction upgrades. Reads made outside a
             session always use ``DEFERRED``. Ignored by other backends.
+        pgbouncer: A transaction-mode pooler (PgBouncer ``pool_mode=transaction``)
+            sits between the application and PostgreSQL: no named prepared
+            statement outlives a statement (docs/deployments.md). None (the
+            default) reads ``?pgbouncer=true`` in the URL, as other tools spell
+            it; the parameter is removed before the URL reaches the driver.
         fast_get_or_create: Let get_or_create create a row with one
             ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` statement in
             autocommit mode on PostgreSQL, where that cannot behave differently
@@ -65,6 +70,7 @@ class Database:
         *,
         sqlite_begin: _dialects.SqliteBegin = "IMMEDIATE",
         fast_get_or_create: bool | None = None,
+        pgbouncer: bool | None = None,
         **engine_options: Any,
     ) -> None:
         raw = (
@@ -72,7 +78,10 @@ class Database:
             if url is not None
             else os.environ.get("DATABASE_URL") or _dialects.DEFAULT_URL
         )
-        self.url: URL = _dialects.normalise_url(raw)
+        url_value, from_url = _dialects.pop_pgbouncer(_dialects.normalise_url(raw))
+        self.url: URL = url_value
+        #: A transaction-mode pooler (PgBouncer) sits between us and the server.
+        self.pgbouncer: bool = bool(from_url if pgbouncer is None else pgbouncer)
         #: The backend's facts (what differs between PostgreSQL, MySQL, SQLite).
         self.facts: _dialects.Backend = _dialects.backend_named(
             self.url.get_backend_name()
@@ -83,7 +92,11 @@ class Database:
                 "sqlite_begin must be 'DEFERRED', 'IMMEDIATE' or 'EXCLUSIVE', "
                 f"not {sqlite_begin!r}"
             )
-        options = self.facts.engine_defaults(self.url)
+        if self.pgbouncer and self.backend != "postgresql":
+            raise ConfigurationError(
+                f"pgbouncer=True is for PostgreSQL, not {self.backend!r} ({self!r})."
+            )
+        options = self.facts.engine_defaults(self.url, pgbouncer=self.pgbouncer)
         for key, value in engine_options.items():
             if key == "connect_args" and key in options:
                 # Merge: a user's timeout must not drop our connection factory.

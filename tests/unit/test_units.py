@@ -209,3 +209,23 @@ async def test_defaults_must_be_a_mapping() -> None:
         match=r"User\.objects\.get_or_create\(defaults=\.\.\.\) takes a mapping",
     ):
         await User.objects.get_or_create(username="a", defaults="nope")  # type: ignore[arg-type]
+
+
+def test_pgbouncer_is_read_from_the_url_and_removed_from_it() -> None:
+    """?pgbouncer=true (the spelling other tools use) sets the flag and never
+    reaches the driver; the keyword wins over the URL; bad values and other
+    backends are refused with a message."""
+    db = Database("postgresql://u@h/db?pgbouncer=true&application_name=x")
+    assert db.pgbouncer is True
+    assert "pgbouncer" not in db.url.query
+    assert db.url.query["application_name"] == "x"
+    assert (
+        Database("postgresql://u@h/db?pgbouncer=true", pgbouncer=False).pgbouncer
+        is False
+    )
+    assert Database("postgresql://u@h/db", pgbouncer=True).pgbouncer is True
+    assert Database("postgresql://u@h/db").pgbouncer is False
+    with pytest.raises(ConfigurationError, match=r"\?pgbouncer= takes true or false"):
+        Database("postgresql://u@h/db?pgbouncer=maybe")
+    with pytest.raises(ConfigurationError, match="pgbouncer=True is for PostgreSQL"):
+        Database("sqlite:///x.db", pgbouncer=True)

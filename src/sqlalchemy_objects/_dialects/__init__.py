@@ -28,6 +28,7 @@ __all__ = [
     "backend_named",
     "backend_of",
     "normalise_url",
+    "pop_pgbouncer",
 ]
 
 _BACKENDS: Final[dict[str, Backend]] = {
@@ -75,3 +76,19 @@ def normalise_url(raw: str | URL) -> URL:
         backend = _BACKENDS[_SCHEMES[scheme]]
         url = url.set(drivername=f"{backend.name}+{backend.default_driver}")
     return url
+
+
+_TRUE: Final = frozenset({"true", "1", "yes", "on"})
+_FALSE: Final = frozenset({"false", "0", "no", "off"})
+
+
+def pop_pgbouncer(url: URL) -> tuple[URL, bool | None]:
+    """*url* without its ``pgbouncer`` query parameter, and that parameter's
+    value (None if absent)."""
+    raw = url.query.get("pgbouncer")
+    if raw is None:
+        return url, None
+    value = raw[-1] if isinstance(raw, tuple) else raw
+    if value.lower() not in _TRUE | _FALSE:
+        raise ConfigurationError(f"?pgbouncer= takes true or false, not {value!r}")
+    return url.difference_update_query(["pgbouncer"]), value.lower() in _TRUE

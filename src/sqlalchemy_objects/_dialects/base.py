@@ -46,8 +46,9 @@ class Backend:
     #: Execution options of the engine view that reads outside a session use.
     read_options: ClassVar[dict[str, Any]] = {}
 
-    def engine_defaults(self, url: URL) -> dict[str, Any]:
-        """Engine options for this backend that the user did not choose."""
+    def engine_defaults(self, url: URL, *, pgbouncer: bool) -> dict[str, Any]:
+        """Engine options for this backend that the user did not choose;
+        *pgbouncer*: a transaction-mode pooler sits in front of the server."""
         return {}
 
     def install(self, engine: AsyncEngine, sqlite_begin: str) -> None:

@@ -29,7 +29,7 @@ class MySQL(Backend):
     # re-read after a lost race finds the winner even under REPEATABLE READ.
     locking_read_sees_latest: ClassVar[bool] = True
 
-    def engine_defaults(self, url: URL) -> dict[str, Any]:
+    def engine_defaults(self, url: URL, *, pgbouncer: bool) -> dict[str, Any]:
         # Django's choice for MySQL: under InnoDB's default REPEATABLE READ the
         # re-read after a lost race cannot see the winner's row.
         return {"isolation_level": "READ COMMITTED"}

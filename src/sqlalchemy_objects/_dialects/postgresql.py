@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.engine import URL, ExceptionContext
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .base import SNAPSHOT_LEVELS, Backend
@@ -21,6 +22,23 @@ RERUNNABLE: Final = frozenset({"40001", "40P01"})
 #: SQLSTATEs that mean the server ended the session: admin_shutdown,
 #: crash_shutdown, cannot_connect_now (class 08, connection_exception, too).
 SESSION_ENDED: Final = frozenset({"57P01", "57P02", "57P03"})
+#: invalid_sql_statement_name ("prepared statement ... does not exist") and
+#: duplicate_prepared_statement ("... already exists"): what a transaction-mode
+#: pooler does to statements prepared outside a transaction.
+POOLER_SIGNS: Final = frozenset({"26000", "42P05"})
+POOLER_NOTE: Final = (
+    "sqlalchemy-objects: PostgreSQL says a prepared statement does not exist (or "
+    "already exists) on this connection. This looks like a transaction-mode "
+    "pooler (PgBouncer pool_mode=transaction) between the application and the "
+    "server: pass Database(url, pgbouncer=True), or add ?pgbouncer=true to the URL."
+)
+
+
+def unique_statement_name() -> str:
+    """A prepared-statement name no other client uses: behind a pooler that
+    mixes clients' statements on one server connection, a name clash would
+    run another client's statement (a wrong answer, not an error)."""
+    return f"__sqlalchemy_objects_{uuid.uuid4().hex}__"
 
 
 def _sqlstate(orig: BaseException | None) -> str | None:
@@ -35,16 +53,50 @@ class PostgreSQL(Backend):
     default_driver: ClassVar[str] = "asyncpg"
     autocommit_reads: ClassVar[bool] = True
 
+    def engine_defaults(self, url: URL, *, pgbouncer: bool) -> dict[str, Any]:
+        """Prepared statements that cannot mix up clients behind a pooler.
+
+        asyncpg: unique statement names; behind a transaction-mode pooler
+        (*pgbouncer*) no named statements at all (``statement_cache_size=0``),
+        since one may be prepared on one server connection and run on another.
+        psycopg: no server-side prepared statements (``prepare_threshold=None``):
+        its names (``_pg3_0``...) repeat across clients, and cannot be changed.
+        """
+        driver = url.get_driver_name()
+        if driver == "asyncpg":
+            if pgbouncer:
+                return {"connect_args": {"statement_cache_size": 0}}
+            return {
+                "connect_args": {"prepared_statement_name_func": unique_statement_name}
+            }
+        if driver == "psycopg":
+            return {"connect_args": {"prepare_threshold": None}}
+        return {}
+
     def install(self, engine: AsyncEngine, sqlite_begin: str) -> None:
-        """Make SQLAlchemy invalidate the connections
-        :meth:`is_connection_broken` flags."""
+        """Invalidate the connections :meth:`is_connection_broken` flags; say
+        "pass pgbouncer=True" on errors a transaction pooler causes; wrap a
+        driver's raw ``OSError`` at connect (asyncpg raises
+        ``ConnectionRefusedError`` while the server restarts) as SQLAlchemy's
+        ``OperationalError``, so callers catch one exception family."""
 
         @event.listens_for(engine.sync_engine, "handle_error")
         def _on_error(context: ExceptionContext) -> None:
-            if not context.is_disconnect and self.is_connection_broken(
-                context.original_exception
-            ):
+            orig = context.original_exception
+            if not context.is_disconnect and self.is_connection_broken(orig):
                 context.is_disconnect = True
+            wrapped = context.sqlalchemy_exception
+            if wrapped is not None and _sqlstate(orig) in POOLER_SIGNS:
+                wrapped.add_note(POOLER_NOTE)
+
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _on_connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except OSError as exc:
+                raise OperationalError(
+                    "(connecting)", None, exc, connection_invalidated=True
+                ) from exc
 
     def on_conflict_insert(self, model: type[Any]) -> Any:
         return postgresql.insert(model)

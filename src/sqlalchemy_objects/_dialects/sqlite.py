@@ -58,7 +58,7 @@ class SQLite(Backend):
     # Reads outside a session must not take the write lock.
     read_options: ClassVar[dict[str, Any]] = {"sqlite_begin": "DEFERRED"}
 
-    def engine_defaults(self, url: URL) -> dict[str, Any]:
+    def engine_defaults(self, url: URL, *, pgbouncer: bool) -> dict[str, Any]:
         return {
             "connect_args": {
                 "timeout": BUSY_TIMEOUT_S,
