@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, select
@@ -384,7 +385,10 @@ async def test_autocommit_reads_skip_begin_on_postgresql(db: Database) -> None:
     async def driver_in_transaction(session: AsyncSession) -> bool:
         raw = await (await session.connection()).get_raw_connection()
         await session.scalar(select(User.id).limit(1))
-        return bool(raw.driver_connection.is_in_transaction())  # type: ignore[union-attr]
+        driver: Any = raw.driver_connection
+        if hasattr(driver, "is_in_transaction"):  # asyncpg
+            return bool(driver.is_in_transaction())
+        return bool(driver.info.transaction_status != 0)  # psycopg: 0 is IDLE
 
     if db.backend != "postgresql":
         assert db.quick_read_sessionmaker is db.read_sessionmaker

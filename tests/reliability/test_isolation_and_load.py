@@ -43,11 +43,9 @@ def code(exc: BaseException) -> object:
     """The driver's own code: PostgreSQL SQLSTATE, MySQL errno."""
     orig = getattr(exc, "orig", None)
     sqlstate = getattr(orig, "sqlstate", None)
-    if (
-        sqlstate is not None
-        and sqlstate != "42000"
-        and "asyncpg" in type(orig).__module__
-    ):
+    if sqlstate is not None and type(orig).__module__.startswith(
+        ("sqlalchemy.dialects.postgresql", "psycopg")
+    ):  # PostgreSQL drivers; MySQL ones carry a generic 42000 here
         return sqlstate
     args = getattr(orig, "args", ())
     return args[0] if args else None

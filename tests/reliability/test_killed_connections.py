@@ -175,6 +175,7 @@ async def test_stale_pooled_connections_are_replaced_without_an_error(
 
 
 @pytest.mark.postgresql
+@pytest.mark.asyncpg  # cuts the line with asyncpg's terminate()
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_connection_lost_during_commit_is_reported_not_retried(
     db: Database,
