@@ -179,11 +179,6 @@ class EngineSet:
                 self._release(loop, engine)
                 await engine.engine.dispose()
 
-    def everything(self) -> list[LoopEngine]:
-        """The LoopEngines in use, the first one included."""
-        with self._lock:
-            return list(dict.fromkeys([self.first, *self._by_loop.values()]))
-
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()  # another thread may have held it
         for engine in [self.first, *self._by_loop.values()]:
