@@ -7,13 +7,9 @@ FAST_PATH_SUITES := tests/integration/test_fast_path.py \
 	tests/integration/test_manager.py tests/integration/test_get_or_create_errors.py \
 	tests/concurrency/test_races.py tests/reliability/test_isolation_and_load.py \
 	tests/reliability/test_killed_connections.py
-# The core suites again on the other drivers (psycopg 3, aiomysql), but for
-# tests of what only asyncpg has (-m "not asyncpg"). Cancellation and killed
-# connections do not pass there yet (docs/deployments.md, "Drivers").
-DRIVER_SUITES := tests/integration/test_fast_path.py \
-	tests/integration/test_manager.py tests/integration/test_get_or_create_errors.py \
-	tests/concurrency/test_races.py tests/reliability/test_isolation_and_load.py \
-	tests/reliability/test_deadlocks.py tests/deployments
+# The whole suite runs once more on the other drivers (psycopg 3, aiomysql):
+# its PostgreSQL and MariaDB tests, but for those of what only asyncpg has
+# (-m "not asyncpg").
 PSYCOPG_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 AIOMYSQL_URL := mysql+aiomysql://root@127.0.0.1:3306/test
 
@@ -52,7 +48,7 @@ test: install services
 		-k postgresql $(FAST_PATH_SUITES)
 	DATABASE_URL_POSTGRESQL=$(PSYCOPG_URL) DATABASE_URL_MARIADB=$(AIOMYSQL_URL) \
 		$(BIN)/coverage run --append -m pytest -q -k "postgresql or mariadb" \
-		-m "not asyncpg" $(DRIVER_SUITES)
+		-m "not asyncpg"
 	$(BIN)/coverage combine -q || true
 	$(BIN)/coverage report
 

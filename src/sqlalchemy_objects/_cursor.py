@@ -23,6 +23,8 @@ from typing import Any, Final
 from sqlalchemy import types
 from sqlalchemy.engine import Connection
 
+from ._checkout import GuardedConnection
+
 #: Connection events that execute() fires and a bare cursor does not.
 _STATEMENT_EVENTS: Final = (
     "before_execute",
@@ -106,6 +108,10 @@ def plan(
     return found
 
 
+#: What ``rows()`` may take a cursor from (a Session is not one of them).
+_CONNECTIONS: Final = (Connection, GuardedConnection)
+
+
 def cursor_allowed(conn: Connection) -> bool:
     """Whether a bare cursor would skip nothing execute() does on *conn*: no
     statement or transaction listeners, no SQL logging, no execution options
@@ -138,7 +144,7 @@ def cursor_rows(conn: Connection, driver: DriverPlan, args: tuple[Any, ...]) -> 
 def rows(executor: Any, key: Any, stmt: Any, params: Mapping[str, Any]) -> Any:
     """The rows of *stmt*: through the cursor where that gives what execute()
     would (*key* names a cached statement), else through execute()."""
-    if key is not None and type(executor) is Connection:
+    if key is not None and type(executor) in _CONNECTIONS:
         found = plan(key, stmt, params, executor.dialect)
         if found is not None and cursor_allowed(executor):
             return cursor_rows(executor, found, found.arguments(params))

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ._checkout import guard
 from ._dialects import Backend
 from ._execution import Executor
 
@@ -58,12 +59,12 @@ class LoopEngine:
         self, engine: AsyncEngine, facts: Backend, isolation_chosen: bool
     ) -> None:
         self.pid = os.getpid()
-        self.engine = engine
+        self.engine = guard(engine)
         # Reads outside a session use their own engine view: on SQLite they
         # must not take the write lock.
         self.read_engine = engine
         if facts.read_options:
-            self.read_engine = engine.execution_options(**facts.read_options)
+            self.read_engine = guard(engine.execution_options(**facts.read_options))
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
         )
@@ -78,7 +79,7 @@ class LoopEngine:
         self.quick_read_sessionmaker = self.read_sessionmaker
         if facts.autocommit_reads:
             self.autocommit_sessionmaker = async_sessionmaker(
-                engine.execution_options(isolation_level="AUTOCOMMIT"),
+                guard(engine.execution_options(isolation_level="AUTOCOMMIT")),
                 expire_on_commit=False,
             )
             if not isolation_chosen:

@@ -8,7 +8,9 @@ committed row is lost and no duplicate appears.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import socket
 import time
 from typing import Any
 
@@ -43,6 +45,9 @@ def track_backend_ids(db: Database, opened: list[int]) -> set[int]:
         ids.add(backend_id)
         opened.append(backend_id)
         cursor.close()
+        # Leave no transaction open: psycopg cannot switch a connection in a
+        # transaction to autocommit, which autocommit calls do on checkout.
+        dbapi_connection.rollback()
 
     return ids
 
@@ -174,9 +179,23 @@ async def test_stale_pooled_connections_are_replaced_without_an_error(
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.postgresql
-@pytest.mark.asyncpg  # cuts the line with asyncpg's terminate()
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def cut_the_line(driver_connection: Any) -> None:
+    """Shut the connection's socket down under the driver's feet (both
+    directions), as a dead network or a killed server would."""
+    transport = getattr(driver_connection, "_transport", None)  # asyncpg
+    if transport is None:
+        writer = getattr(driver_connection, "_writer", None)  # aiomysql, asyncmy
+        transport = getattr(writer, "transport", None)
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        fd = sock.fileno()
+    else:
+        fd = driver_connection.pgconn.socket  # psycopg
+    with socket.socket(fileno=os.dup(fd)) as dup:
+        dup.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS, indirect=True)
 async def test_connection_lost_during_commit_is_reported_not_retried(
     db: Database,
 ) -> None:
@@ -184,15 +203,15 @@ async def test_connection_lost_during_commit_is_reported_not_retried(
     error reaches the caller with a note saying so, and the write is not retried."""
     commits = 0
 
-    def cut_the_line(conn: Any) -> None:
+    def on_commit(conn: Any) -> None:
         nonlocal commits
         commits += 1
-        conn.connection.driver_connection.terminate()  # asyncpg: close the socket now
+        cut_the_line(conn.connection.driver_connection)
 
-    event.listen(db.engine.sync_engine, "commit", cut_the_line)
+    event.listen(db.engine.sync_engine, "commit", on_commit)
     with pytest.raises(DBAPIError) as info:
         await User.objects.create(username="maybe")
-    event.remove(db.engine.sync_engine, "commit", cut_the_line)
+    event.remove(db.engine.sync_engine, "commit", on_commit)
     assert info.value.connection_invalidated
     assert any("may or may not have been committed" in n for n in info.value.__notes__)
     assert commits == 1  # not retried
