@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from decimal import Decimal
 from typing import Any, Self
 
-from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Numeric, String
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Numeric,
+    String,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from sqlalchemy_objects import Manager, ManagerMixin, QuerySet
@@ -108,6 +119,21 @@ class Setting(Base):
     ratio: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
     level: Mapped[Level | None] = mapped_column(Enum(Level, name="setting_level"))
     data: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class Counter(Base):
+    """Nullable columns with defaults: an explicit None must store NULL, as in
+    Django, not the default."""
+
+    __tablename__ = "counters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    count: Mapped[int | None] = mapped_column(default=2)
+    level: Mapped[int | None] = mapped_column(server_default="3")
+    seen: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    day: Mapped[dt.date | None] = mapped_column(Date)
+    active: Mapped[bool | None] = mapped_column(Boolean)
 
 
 def user_values(**overrides: Any) -> dict[str, Any]:

@@ -6,10 +6,10 @@ limit; the conflict clauses are the backend's own (``Backend.bulk_insert``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import lookups
@@ -111,13 +111,22 @@ async def bulk_create(
     update = [(f, _column_name(model, f)) for f in update_fields or ()]
     conflict_columns = [_column_name(model, f) for f in unique_fields or ()]
 
+    unique_keys = [
+        lookups.column_of(model, f, "bulk_create()").key for f in unique_fields or ()
+    ]
+
     async def work(session: AsyncSession) -> None:
         backend = backend_of(session)
         dialect = session.get_bind().dialect
-        returning = (
+        # By position only for plain inserts: an upsert's RETURNING gives the
+        # existing rows' old keys out of order, and SQLAlchemy sorts the rows
+        # by primary key (test_bulk_create_update_conflicts_sets_each_own_key).
+        by_position = (
             not ignore_conflicts
+            and not update_conflicts
             and dialect.insert_executemany_returning_sort_by_parameter_order
         )
+        by_key = update_conflicts and dialect.insert_executemany_returning
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
             stmt = backend.bulk_insert(
@@ -126,21 +135,97 @@ async def bulk_create(
                 update=update if update_conflicts else (),
                 conflict_columns=conflict_columns,
             )
-            if returning:
+            if by_position:
                 stmt = stmt.returning(
                     *(getattr(model, k) for k in pk_keys),
                     sort_by_parameter_order=True,
                 )
+            elif by_key:
+                stmt = stmt.returning(
+                    *(getattr(model, k) for k in (*pk_keys, *unique_keys))
+                )
             result = await session.execute(
-                stmt, batch, execution_options={"insertmanyvalues_page_size": size}
+                stmt,
+                batch,
+                execution_options={
+                    "insertmanyvalues_page_size": size,
+                    # A field given as None stores NULL, as in Django; the ORM
+                    # would otherwise leave it out and let its default fill it.
+                    "render_nulls": True,
+                },
             )
-            if returning:
+            if by_position:
                 for obj, pk in zip(objs[start:], result.all(), strict=False):
                     for key, value in zip(pk_keys, pk, strict=True):
                         setattr(obj, key, value)
+            elif update_conflicts:
+                if by_key:
+                    found = [tuple(r) for r in result.all()]
+                else:  # MySQL/MariaDB: no RETURNING; read the rows back
+                    found = await _rows_by_key(
+                        session, model, pk_keys, unique_keys, batch
+                    )
+                _set_keys_by_unique_fields(
+                    objs[start : start + size], batch, found, pk_keys, unique_keys
+                )
 
     await write(resolve(model, explicit), work)
     return objs
+
+
+async def _rows_by_key(
+    session: AsyncSession,
+    model: type[Any],
+    pk_keys: Sequence[str],
+    unique_keys: Sequence[str],
+    batch: Sequence[Mapping[str, Any]],
+) -> list[tuple[Any, ...]]:
+    """``(*pk, *unique)`` of the rows whose unique fields are those of *batch*,
+    read in the upsert's transaction."""
+    wanted = {
+        tuple(row.get(k) for k in unique_keys)
+        for row in batch
+        if all(row.get(k) is not None for k in unique_keys)
+    }
+    if not wanted:
+        return []
+    columns = [getattr(model, k) for k in (*pk_keys, *unique_keys)]
+    match = tuple_(*(getattr(model, k) for k in unique_keys)).in_(list(wanted))
+    result = await session.execute(select(*columns).where(match))
+    return [tuple(r) for r in result.all()]
+
+
+def _set_keys_by_unique_fields(
+    objs: Sequence[Any],
+    batch: Sequence[Mapping[str, Any]],
+    found: Sequence[tuple[Any, ...]],
+    pk_keys: Sequence[str],
+    unique_keys: Sequence[str],
+) -> None:
+    """Give each object of an upsert the primary key of the row that has its
+    unique fields, inserted or updated. The server compares keys by its
+    collation, so a row may come back spelled otherwise ("Ann" for "ann");
+    such an object is matched case- and trailing-space-insensitively when
+    that is unambiguous, and otherwise keeps no primary key rather than
+    another row's."""
+    width = len(pk_keys)
+    exact = {row[width:]: row[:width] for row in found}
+    loose: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for row in found:
+        loose.setdefault(_loosely(row[width:]), []).append(row[:width])
+    for obj, values in zip(objs, batch, strict=True):
+        key = tuple(values.get(k) for k in unique_keys)
+        pk = exact.get(key)
+        if pk is None:
+            candidates = loose.get(_loosely(key), [])
+            pk = candidates[0] if len(candidates) == 1 else None
+        if pk is not None:
+            for name, value in zip(pk_keys, pk, strict=True):
+                setattr(obj, name, value)
+
+
+def _loosely(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(v.rstrip(" ").casefold() if isinstance(v, str) else v for v in key)
 
 
 def _bulk_rows(
@@ -150,6 +235,8 @@ def _bulk_rows(
     objs = list(objs)
     mapper = lookups.mapper_of(model)
     keys = list(mapper.column_attrs.keys())
+    # A primary key left None is the database's to generate, not a NULL.
+    pk_keys = {mapper.get_property_by_column(c).key for c in mapper.primary_key}
     rows: list[dict[str, Any]] = []
     for obj in objs:
         if not isinstance(obj, model):
@@ -163,8 +250,42 @@ def _bulk_rows(
                 f"bulk_create() got a {model.__name__} that is already "
                 "saved; it inserts new objects only."
             )
-        rows.append({k: state.dict[k] for k in keys if k in state.dict})
+        row = {
+            k: state.dict[k]
+            for k in keys
+            if k in state.dict and not (k in pk_keys and state.dict[k] is None)
+        }
+        row.update(_foreign_keys(mapper, state))
+        rows.append(row)
     return rows, objs
+
+
+def _foreign_keys(mapper: Any, state: Any) -> dict[str, Any]:
+    """The foreign key columns of the many-to-one relationships set on an
+    object (``Article(author=ann)``), from the related objects' keys; an
+    unsaved related object is refused, as Django does, rather than a NULL
+    written in its place."""
+    values: dict[str, Any] = {}
+    for rel in mapper.relationships:
+        if rel.direction.name != "MANYTOONE" or rel.key not in state.dict:
+            continue
+        related = state.dict[rel.key]
+        if related is None:
+            for local, _ in rel.local_remote_pairs:
+                values[mapper.get_property_by_column(local).key] = None
+            continue
+        related_state = inspect(related)
+        for local, remote in rel.local_remote_pairs:
+            key = related_state.mapper.get_property_by_column(remote).key
+            value = related_state.dict.get(key)
+            if value is None:
+                raise ValueError(
+                    "bulk_create() prohibited to prevent data loss due to unsaved "
+                    f"related object '{rel.key}' ({mapper.class_.__name__}."
+                    f"{rel.key} is a {type(related).__name__} with no {key})."
+                )
+            values[mapper.get_property_by_column(local).key] = value
+    return values
 
 
 def _check_options(

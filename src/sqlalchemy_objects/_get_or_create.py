@@ -40,6 +40,7 @@ from sqlalchemy.util import await_only
 from . import _on_conflict, _rows, lookups
 from ._dialects import Backend, backend_of
 from ._execution import Progress
+from ._prep import prep_values
 from ._query import MAX_GET_RESULTS, Lock, Query
 from ._routing import Target, write
 from ._shapes import Prepared, orm_select, where_select
@@ -300,6 +301,7 @@ def one_statement(
     values = dict(create_from)
     if any(callable(value) for value in values.values()):
         values = await_only(_rows.resolve_values(create_from))
+    values = prep_values(model, values)
     candidate = model(**values)
     row = (
         _on_conflict.insert_values(candidate)

@@ -177,10 +177,11 @@ def insert_values(obj: Any) -> dict[str, Any] | None:
     key), or None when the one-statement INSERT cannot write what the flush
     would.
 
-    As in a flush, a None value is left out where the column has a default, a
-    server default or is part of the primary key, so that the default applies;
-    None for a type that stores None as something else (JSON), and a SQL
-    expression as a value, are left to the ORM path.
+    A None value is NULL, as in Django, even where the column has a default
+    (only a value not given takes the default); None for the primary key is
+    left out, for the database to generate. None for a type that stores None
+    as something else (JSON), and a SQL expression as a value, are left to the
+    ORM path.
     """
     state = inspect(obj)
     values: dict[str, Any] = {}
@@ -190,9 +191,7 @@ def insert_values(obj: Any) -> dict[str, Any] | None:
         value = state.dict[prop.key]
         column = prop.columns[0]
         if value is None:
-            if column.primary_key or column.default is not None:
-                continue
-            if column.server_default is not None:
+            if column.primary_key:
                 continue
             if column.type.should_evaluate_none:
                 return None

@@ -18,6 +18,7 @@ import sqlalchemy.orm
 from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
 
 from . import exceptions, lookups
+from ._prep import prep_values
 from .expressions import Aggregate, Q, negate
 
 #: Like Django: fetch at most this many rows to report "more than 20" cheaply.
@@ -248,9 +249,8 @@ class Query:
         self.refuse_if_sliced("update")
         if not values:
             raise TypeError(f"{self.model.__name__}.objects.update() needs values.")
-        for name in values:
-            lookups.column_of(self.model, name, "update()")
-        stmt = update(self.model).values(**values)
+        columns = lookups.update_values(self.model, values)
+        stmt = update(self.model).values(**prep_values(self.model, columns))
         if self.where:
             stmt = stmt.where(and_(*self.where))
         return stmt

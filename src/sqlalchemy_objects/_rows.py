@@ -11,9 +11,10 @@ import inspect as _inspect
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Select, inspect
+from sqlalchemy import Select, inspect, null
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ._prep import prep_values
 from ._query import MAX_GET_RESULTS, Lock, Query
 from ._routing import Target, read
 
@@ -74,7 +75,8 @@ async def insert(
 ) -> Any:
     """Add a new *model* made from *values*, flush, and return it with its key and
     every column loaded."""
-    obj = model(**values)
+    obj = model(**prep_values(model, dict(values)))
+    _keep_explicit_nulls(obj, values)
     session.add(obj)
     await session.flush()
     # Server defaults the INSERT could not return (no RETURNING, or a column
@@ -89,6 +91,18 @@ async def insert(
     if missing:
         await session.refresh(obj, attribute_names=missing)
     return obj
+
+
+def _keep_explicit_nulls(obj: Any, values: Mapping[str, Any]) -> None:
+    """Make a column given as None store NULL, as Django does, where the ORM
+    would leave it out of the INSERT and let its default fill it."""
+    columns = inspect(obj).mapper.column_attrs
+    for key, value in values.items():
+        if value is not None or key not in columns:
+            continue
+        column = columns[key].columns[0]
+        if column.default is not None or column.server_default is not None:
+            setattr(obj, key, null())  # loaded back by the refresh below
 
 
 async def resolve_values(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ subquery), so one-to-many lookups never duplicate rows.
 
 from __future__ import annotations
 
+import functools
+import inspect as _inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
@@ -19,6 +21,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    cast,
     func,
     inspect,
     literal_column,
@@ -30,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, NoInspectionAvailable
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapper, RelationshipProperty
 
+from ._prep import prep_value
 from .exceptions import ConfigurationError, FieldError
 
 LOOKUP_SEP: Final = "__"
@@ -183,12 +187,92 @@ OPERATORS: Final[dict[str, _Op]] = {
 }
 
 
+#: Lookups that compare text (their value is a string, the column cast to one).
+_TEXT_OPS: Final = frozenset(
+    {
+        "iexact",
+        "contains",
+        "icontains",
+        "startswith",
+        "istartswith",
+        "endswith",
+        "iendswith",
+        "regex",
+        "iregex",
+    }
+)
+
+
+def _prep_operand(
+    model: type[Any], name: str, column_type: Any, op: str, value: Any
+) -> Any:
+    """*value* (each value of ``in`` and ``range``) prepared for the column."""
+    if op in {"in", "range"}:
+        return [prep_value(model, name, column_type, v) for v in value]
+    if op == "isnull":
+        return value
+    return prep_value(model, name, column_type, value)
+
+
+def _single_foreign_key(model: type[Any], prop: Any) -> str | None:
+    """The attribute of the one local foreign key column of a many-to-one
+    relationship, or None for any other kind."""
+    if prop.uselist or prop.direction.name != "MANYTOONE":
+        return None
+    pairs = list(prop.local_remote_pairs)
+    if len(pairs) != 1:
+        return None
+    key: str = mapper_of(model).get_property_by_column(pairs[0][0]).key
+    return key
+
+
+def _related_keys(root: type[Any], full: str, prop: Any, op: str, value: Any) -> Any:
+    """The remote key of each related object in *value* (``exact``: one, ``in``:
+    many); values that are not objects of the related model are keys already."""
+    target = prop.mapper.class_
+    remote = prop.mapper.get_property_by_column(
+        next(iter(prop.local_remote_pairs))[1]
+    ).key
+
+    def key_of(item: Any) -> Any:
+        if isinstance(item, target):
+            found = getattr(item, remote)
+            if found is None:
+                raise ValueError(
+                    f"{root.__name__}.{full} got an unsaved {target.__name__}; "
+                    "save it first."
+                )
+            return found
+        return item
+
+    if op == "in":
+        if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+            raise TypeError(
+                f"{root.__name__}.{full} needs a list, tuple or set of values, "
+                f"not {value!r}"
+            )
+        return [key_of(v) for v in _items(value)]
+    return None if value is None else key_of(value)
+
+
+def _items(value: Any) -> list[Any]:
+    return list(value)
+
+
 def _check_value(root: type[Any], path: str, op: str, value: Any) -> None:
     """Refuse a value that *op* cannot take, naming the model and the lookup."""
     where = f"{root.__name__}.{path}__{op}"
+    if _inspect.isroutine(value) or isinstance(value, functools.partial):
+        raise TypeError(
+            f"{where} got a callable ({value!r}); pass the value itself "
+            "(call it first)."
+        )
     if op == "isnull":
         if not isinstance(value, bool):
-            raise TypeError(f"{where} needs True or False, not {value!r}")
+            raise ValueError(
+                f"The QuerySet value for an isnull lookup must be True or False "
+                f"({where} got {value!r})."
+            )
     elif op == "in":
         if isinstance(value, str | bytes) or not isinstance(value, Iterable):
             raise TypeError(
@@ -266,7 +350,9 @@ def _resolve(
     rest = parts[1:]
     if isinstance(prop, RelationshipProperty):
         target = prop.mapper.class_
-        if rest and rest[0] not in OPERATORS:
+        # A related model's field named like a lookup (``season__gt`` where
+        # Season has a field ``gt``) is the field, as in Django.
+        if rest and (rest[0] not in OPERATORS or rest[0] in prop.mapper.attrs):
             inner = _resolve(target, rest, value, full, root)
             return attr.any(inner) if prop.uselist else attr.has(inner)  # type: ignore[no-any-return]
         op = rest[0] if rest else "exact"
@@ -274,6 +360,16 @@ def _resolve(
             _check_value(root, name, op, value)
             present = attr.any() if prop.uselist else attr.has()
             return ~present if value else present  # type: ignore[no-any-return]
+        local = _single_foreign_key(model, prop)
+        if local is not None and op in {"exact", "in"}:
+            # Django: a related object or its primary key, by the local column.
+            return _resolve(
+                model,
+                [local, op],
+                _related_keys(root, full, prop, op, value),
+                full,
+                root,
+            )
         if op != "exact" or prop.uselist:
             raise FieldError(
                 f"Unsupported lookup {op!r} on relationship {model.__name__}.{name} "
@@ -296,8 +392,18 @@ def _resolve(
         )
     op = rest[0] if rest else "exact"
     _check_value(root, name, op, value)
+    column = attr
+    column_type = prop.columns[0].type
+    if op in _TEXT_OPS:
+        if not isinstance(column_type, String):
+            # Django casts the column for text lookups on other types.
+            column = cast(attr, String())
+        if not isinstance(value, str):
+            value = str(value)
+    else:
+        value = _prep_operand(model, name, column_type, op, value)
     try:
-        return OPERATORS[op](attr, value)
+        return OPERATORS[op](column, value)
     except ArgumentError as exc:  # e.g. age__gte=True: SQLAlchemy refuses the operand
         raise TypeError(
             f"{root.__name__}.{name}__{op} cannot take {value!r}: {exc}"
@@ -351,6 +457,22 @@ def check_field_names(model: type[Any], names: Iterable[str], what: str) -> None
             name=bad[0],
             valid=valid,
         )
+
+
+def update_values(model: type[Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """*values* of ``update()`` by column: a many-to-one relationship
+    (``update(author=ann)``, or ann's key) sets its foreign key column, as in
+    Django; any other name must be a column."""
+    mapper = mapper_of(model)
+    columns: dict[str, Any] = {}
+    for name, value in values.items():
+        prop = mapper.relationships.get(name)
+        local = _single_foreign_key(model, prop) if prop is not None else None
+        if prop is not None and local is not None:
+            columns[local] = _related_keys(model, name, prop, "exact", value)
+            continue
+        columns[column_of(model, name, "update()").key] = value
+    return columns
 
 
 def column_of(model: type[Any], name: str, what: str) -> Any:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from sqlalchemy_objects import Database, FieldError, _cursor, _on_conflict, _rows
 from tests.conftest import StatementLog
-from tests.models import Article, Level, Setting, Tag, User
+from tests.models import Article, Counter, Level, Setting, Tag, User
 from tests.reliability.test_killed_connections import kill, track_backend_ids
 
 
@@ -327,25 +327,28 @@ async def test_converted_types_and_python_defaults_go_through_execute(
         assert [s.split()[0] for s in cursor.sql] == ["SELECT"]
 
 
-async def test_none_for_a_column_with_a_default_gets_the_default(db: Database) -> None:
-    """As in a flush, a None value is left out of the INSERT where the column
-    has a default, so the default applies; on both paths."""
+async def test_none_for_a_column_with_a_default_stores_null(db: Database) -> None:
+    """As in Django, a value given as None is NULL even where the column has a
+    default (the default is for a value not given); on both paths. On a NOT
+    NULL column that is the server's error, as in Django."""
     for on in (True, False):
         db.fast_get_or_create = on
-        user, created = await User.objects.get_or_create(
-            username=f"u{on}", defaults={"age": None, "nickname": None}
+        counter, created = await Counter.objects.get_or_create(
+            name=f"c{on}", defaults={"count": None, "level": None}
         )
-        assert (created, user.age, user.nickname) == (True, 0, None)
-        stored = await User.objects.get(username=f"u{on}")
-        assert (stored.age, stored.nickname) == (0, None)
+        assert (created, counter.count, counter.level) == (True, None, None)
+        stored = await Counter.objects.get(name=f"c{on}")
+        assert (stored.count, stored.level) == (None, None)
+        with pytest.raises(IntegrityError):
+            await User.objects.get_or_create(username=f"u{on}", defaults={"age": None})
+        assert not await User.objects.filter(username=f"u{on}").exists()
 
 
 async def test_values_a_bound_insert_cannot_write_take_the_orm_path(
     db: Database,
 ) -> None:
-    """A SQL expression as a value, None for a column with a server default,
-    None for JSON (stored as JSON null, not SQL NULL): the same row on both
-    paths."""
+    """A SQL expression as a value, None for JSON (stored as JSON null, not
+    SQL NULL): the same row on both paths."""
     outcomes = []
     for on in (True, False):
         db.fast_get_or_create = on
@@ -353,10 +356,6 @@ async def test_values_a_bound_insert_cannot_write_take_the_orm_path(
             username=f"u{on}", defaults={"email": func.lower("A@X")}
         )
         assert (created, user.email) == (True, "a@x")
-        tag, created = await Tag.objects.get_or_create(
-            name=f"t{on}", defaults={"label": None}
-        )
-        assert (created, tag.label) == (True, "")  # the server default applies
         setting, created = await Setting.objects.get_or_create(
             name=f"s{on}", defaults={"data": None}
         )

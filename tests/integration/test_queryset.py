@@ -4,6 +4,7 @@ aggregates, async iteration, related loading, update_or_create, bulk_create."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from sqlalchemy_objects import (
     Sum,
 )
 from tests.conftest import StatementLog
-from tests.models import Article, Note, User
+from tests.models import Article, Counter, Note, User
 
 
 async def make_users() -> list[User]:
@@ -506,6 +507,37 @@ async def test_bulk_create_update_conflicts(db: Database) -> None:
     ) == [("free", "f", 0), ("taken", "new", 1)]
 
 
+async def test_bulk_create_update_conflicts_sets_each_own_key(db: Database) -> None:
+    """Existing and new rows mixed, in an order unlike their ids: each object
+    gets the primary key of its own row (matched by its unique field), so a
+    later write through it changes that row and no other."""
+    existing = [
+        await User.objects.create(username=name, email="old")
+        for name in ("c", "a", "e")
+    ]
+    ids = {u.username: u.id for u in existing}
+    names = ("e", "b", "a", "d", "c", "f")
+    returned: list[User] = []
+    for batch_size in (None, 2):
+        returned = await User.objects.bulk_create(
+            [User(username=n, email=f"new-{batch_size}") for n in names],
+            update_conflicts=True,
+            update_fields=["email"],
+            unique_fields=["username"],
+            batch_size=batch_size,
+        )
+        rows = dict(await User.objects.values_list("username", "id"))
+        assert len(rows) == 6
+        assert {o.username: o.id for o in returned} == rows
+        assert all(rows[name] == ids[name] for name in ids)  # updated, not added
+    # A write through a returned object reaches its own row and no other.
+    by_name = {o.username: o for o in returned}
+    await User.objects.filter(id=by_name["e"].id).update(email="only-e")
+    assert await User.objects.filter(email="only-e").values_list(
+        "username", flat=True
+    ) == ["e"]
+
+
 async def test_bulk_create_refuses_bad_options_before_sql(
     db: Database, sql: StatementLog
 ) -> None:
@@ -730,3 +762,143 @@ async def test_every_lookup(
     # exclude() is the complement, NULL rows included (Django's semantics)
     rest = await User.objects.exclude(**{key: value}).order_by("username")
     assert sorted(names(rest) + expected) == ["ann", "bob", "cy", "dee"]
+
+
+async def test_an_explicit_none_stores_null_not_the_default(db: Database) -> None:
+    """Django writes NULL for a field given as None, even where the field has a
+    default; only a field not given at all takes its default."""
+    given = await Counter.objects.create(name="given", count=None, level=None)
+    assert (given.count, given.level) == (None, None)
+    defaulted = await Counter.objects.create(name="defaulted")
+    assert (defaulted.count, defaulted.level) == (2, 3)
+    made, created = await Counter.objects.get_or_create(
+        name="goc", defaults={"count": None, "level": None}
+    )
+    assert created
+    assert (made.count, made.level) == (None, None)
+    async with db.session():
+        inside, created = await Counter.objects.get_or_create(
+            name="in-session", defaults={"count": None}
+        )
+    assert created
+    assert inside.count is None
+    updated, created = await Counter.objects.update_or_create(
+        name="upd", defaults={"count": None}
+    )
+    assert created
+    assert updated.count is None
+    await Counter.objects.bulk_create(
+        [Counter(name="b1", count=None, level=None), Counter(name="b2")]
+    )
+    rows = await Counter.objects.values_list("name", "count", "level")
+    stored = {name: (count, level) for name, count, level in rows}
+    assert stored == {
+        "given": (None, None),
+        "defaulted": (2, 3),
+        "goc": (None, None),
+        "in-session": (None, 3),
+        "upd": (None, 3),
+        "b1": (None, None),
+        "b2": (2, 3),
+    }
+
+
+async def test_bulk_create_takes_foreign_keys_from_related_objects(
+    db: Database, sql: StatementLog
+) -> None:
+    """``Article(author=ann)`` stores ann's key, as Django does; an unsaved
+    related object is refused before any SQL, naming the relation."""
+    ann = await User.objects.create(username="ann")
+    bob = await User.objects.create(username="bob")
+    await Article.objects.bulk_create(
+        [
+            Article(title="by relation", author=ann),
+            Article(title="by key", author_id=bob.id),
+        ]
+    )
+    assert await Article.objects.order_by("title").values_list(
+        "title", "author_id"
+    ) == [("by key", bob.id), ("by relation", ann.id)]
+    sent = len(sql)
+    with pytest.raises(ValueError, match="unsaved related object 'author'") as info:
+        await Article.objects.bulk_create(
+            [Article(title="orphan", author=User(username="unsaved"))]
+        )
+    assert "Article.author" in str(info.value)
+    assert len(sql) == sent
+    assert not await User.objects.filter(username="unsaved").exists()
+
+
+async def test_lookup_values_are_prepared_for_their_field(db: Database) -> None:
+    """Django's get_prep_value: text given for a number, a date or a boolean
+    means that value, on every backend (PostgreSQL refused the comparison and
+    SQLite answered no rows before)."""
+    user = await User.objects.create(username="ann", age=30)
+    seen = dt.datetime(2005, 7, 27, 0, 0, 0)
+    await Counter.objects.create(
+        name="c", seen=seen, day=dt.date(2005, 7, 27), active=True
+    )
+    assert (await User.objects.get(id=str(user.id))).id == user.id
+    assert await User.objects.filter(id__in=[str(user.id), "0"]).count() == 1
+    assert await User.objects.filter(age__gte="30", age__lt="31").count() == 1
+    assert await User.objects.filter(age__range=("29", "31")).count() == 1
+    assert await Counter.objects.filter(seen="2005-07-27 00:00:00").count() == 1
+    assert await Counter.objects.filter(seen__gte=dt.date(2005, 7, 27)).count() == 1
+    assert await Counter.objects.filter(day="2005-07-27").count() == 1
+    assert await Counter.objects.filter(active="1").count() == 1
+    assert await Counter.objects.filter(active="false").count() == 0
+    # Text lookups on a number cast the column, as Django does.
+    assert await User.objects.filter(age__startswith=3).count() == 1
+    assert await User.objects.filter(age__contains="0").count() == 1
+
+
+async def test_values_that_do_not_fit_their_field_name_it(
+    db: Database, sql: StatementLog
+) -> None:
+    """ValueError with Django's wording and the model and field, before any
+    SQL is sent."""
+    with pytest.raises(
+        ValueError, match=r"Field 'id' expected a number but got 'abc'\. \(User\.id\)"
+    ):
+        await User.objects.filter(id="abc").count()
+    with pytest.raises(ValueError, match=r"Field 'age' expected a number.*User\.age"):
+        await User.objects.create(username="old", age="old")
+    with pytest.raises(ValueError, match=r"invalid format.*Counter\.seen"):
+        await Counter.objects.filter(seen="yesterday").exists()
+    with pytest.raises(ValueError, match=r"must be either True or False.*Counter"):
+        await Counter.objects.filter(active="perhaps").exists()
+    with pytest.raises(TypeError, match=r"User\.username__exact got a callable"):
+        await User.objects.filter(username=str.upper).exists()
+    assert len(sql) == 0
+    # get_or_create looks first (as Django's does), then refuses to create.
+    with pytest.raises(ValueError, match=r"Field 'age' expected a number.*User\.age"):
+        await User.objects.get_or_create(username="old", defaults={"age": "old"})
+    assert await User.objects.count() == 0
+    # A value that fits is converted on the way in too.
+    made = await User.objects.create(username="young", age="7")
+    assert (await User.objects.get(id=made.id)).age == 7
+
+
+async def test_relationships_take_a_primary_key_or_an_object(db: Database) -> None:
+    """Django: ``filter(author=5)``, ``author__in=[ids or objects]`` and
+    ``update(author=obj)`` go by the foreign key."""
+    ann = await User.objects.create(username="ann")
+    bob = await User.objects.create(username="bob")
+    await Article.objects.create(title="a", author_id=ann.id)
+    await Article.objects.create(title="b", author_id=bob.id)
+
+    async def titles(**lookup: Any) -> list[str]:
+        qs = Article.objects.filter(**lookup).order_by("title")
+        return list(await qs.values_list("title", flat=True))
+
+    assert await titles(author=ann.id) == ["a"]
+    assert await titles(author=str(bob.id)) == ["b"]
+    assert await titles(author=ann) == ["a"]
+    assert await titles(author__in=[ann, bob.id]) == ["a", "b"]
+    assert await titles(author__in=[]) == []
+    assert await Article.objects.filter(title="a").update(author=bob) == 1
+    assert await titles(author=bob) == ["a", "b"]
+    assert await Article.objects.filter(title="b").update(author=ann.id) == 1
+    assert await titles(author=ann) == ["b"]
+    with pytest.raises(ValueError, match=r"unsaved User"):
+        await titles(author=User(username="nobody"))
