@@ -11,12 +11,16 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     Numeric,
     String,
+    Table,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -134,6 +138,51 @@ class Counter(Base):
     seen: Mapped[dt.datetime | None] = mapped_column(DateTime)
     day: Mapped[dt.date | None] = mapped_column(Date)
     active: Mapped[bool | None] = mapped_column(Boolean)
+    code: Mapped[str | None] = mapped_column(String(16))
+    ratio: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+
+    __table_args__ = (
+        # Unique among the rows that have a code only (a partial index where
+        # the backend has them): in_bulk() must not take it as unique.
+        Index(
+            "ix_counters_code",
+            "code",
+            unique=True,
+            postgresql_where=text("code IS NOT NULL"),
+            sqlite_where=text("code IS NOT NULL"),
+        ),
+    )
+
+    @property
+    def title(self) -> str:
+        """A property with a setter: Django takes it in create() and defaults."""
+        return self.name
+
+    @title.setter
+    def title(self, value: str) -> None:
+        self.name = value.lower()
+
+
+item_tags = Table(
+    "item_tags",
+    Base.metadata,
+    Column("item_id", ForeignKey("items.id"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id"), primary_key=True),
+)
+
+
+class Item(Base):
+    """Many-to-many to Tag, and a parent chain: Django's multi-valued and
+    outer-join lookup rules."""
+
+    __tablename__ = "items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+
+    tags: Mapped[list[Tag]] = relationship(secondary=item_tags)
+    parent: Mapped[Item | None] = relationship(remote_side=[id])
 
 
 def user_values(**overrides: Any) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from .exceptions import (
     MultipleObjectsReturned,
     ObjectDoesNotExist,
     ObjectsError,
+    TransactionManagementError,
 )
-from .expressions import Avg, Count, Max, Min, Q, Sum
+from .expressions import Avg, Count, F, Max, Min, Q, Sum
 from .manager import Manager, ManagerMixin
 from .queryset import QuerySet
 from .session import current_session
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigurationError",
     "Count",
     "Database",
+    "F",
     "FieldError",
     "Manager",
     "ManagerMixin",
@@ -35,6 +37,7 @@ __all__ = [
     "Q",
     "QuerySet",
     "Sum",
+    "TransactionManagementError",
     "__version__",
     "current_session",
 ]

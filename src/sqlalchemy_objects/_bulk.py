@@ -72,7 +72,9 @@ def _unique_alone(model: type[Any], column: Any) -> bool:
         ):
             return True
     return any(
-        index.unique and [c.name for c in index.columns] == [name]
+        index.unique
+        and [c.name for c in index.columns] == [name]
+        and not lookups.is_partial(index)
         for index in getattr(table, "indexes", ())
     )
 
@@ -325,6 +327,19 @@ def _check_options(
             f"{name}.objects.bulk_create(update_conflicts=True) needs unique_fields: "
             "the unique fields whose conflict triggers the update."
         )
+    relationships = lookups.mapper_of(model).relationships
+    for what, fields in (
+        ("update_fields", update_fields),
+        ("unique_fields", unique_fields),
+    ):
+        related = [f for f in fields if f in relationships]
+        if related:
+            # Django's ValueError and wording, with the model and fields named.
+            raise ValueError(
+                f"bulk_create() can only be used with concrete fields in {what} "
+                f"({name}: {', '.join(related)} is a relationship; name its "
+                "foreign key column instead)."
+            )
     for field in (*update_fields, *unique_fields):
         lookups.column_of(model, field, "bulk_create()")
     pk_names = {

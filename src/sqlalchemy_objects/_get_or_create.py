@@ -45,6 +45,7 @@ from ._query import MAX_GET_RESULTS, Lock, Query
 from ._routing import Target, write
 from ._shapes import Prepared, orm_select, where_select
 from .database import Database
+from .expressions import resolve_operand
 from .session import lock_for
 
 logger = logging.getLogger("sqlalchemy_objects")
@@ -181,9 +182,17 @@ async def update_or_create(
         )
         if created:
             return obj, True
-        for key, value in (await _rows.resolve_values(updates)).items():
-            setattr(obj, key, value)
+        computed: list[str] = []
+        model: type[Any] = found_by.model
+        values = prep_values(model, await _rows.resolve_values(updates))
+        for key, value in values.items():
+            resolved = resolve_operand(model, value)
+            if resolved is not value:  # F("n") + 1: SQL in the UPDATE itself
+                computed.append(key)
+            setattr(obj, key, resolved)
         await session.flush()  # SQLAlchemy writes only the changed columns
+        if computed:  # the UPDATE computed them: read them back, while in the lock
+            await session.refresh(obj, attribute_names=computed)
         return obj, False
 
     return await write(target, work)

@@ -119,7 +119,7 @@ def _unique_keys(table: Any) -> list[set[str]]:
     keys += [
         {c.name for c in index.columns}
         for index in table.indexes
-        if index.unique and not index.dialect_options["postgresql"].get("where")
+        if index.unique and not lookups.is_partial(index)
     ]
     keys += [{c.name} for c in table.columns if c.unique]
     return [k for k in keys if k]

@@ -19,7 +19,14 @@ from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
 
 from . import exceptions, lookups
 from ._prep import prep_values
-from .expressions import Aggregate, Q, negate
+from .expressions import (
+    Aggregate,
+    Combinable,
+    OrderBy,
+    Q,
+    negate,
+    resolve_operand,
+)
 
 #: Like Django: fetch at most this many rows to report "more than 20" cheaply.
 MAX_GET_RESULTS: Final = 21
@@ -33,6 +40,9 @@ class Query:
 
     __slots__ = (
         "defer",
+        "distinct",
+        "empty",
+        "for_update",
         "limit",
         "model",
         "offset",
@@ -47,7 +57,7 @@ class Query:
     ) -> None:
         self.model = model
         self.where = where
-        self.order: tuple[str, ...] = ()
+        self.order: tuple[OrderTerm, ...] = ()
         self.limit: int | None = None
         self.offset = 0
         # (relationship path, joined?) from select_related / prefetch_related
@@ -55,6 +65,11 @@ class Query:
         # only() / defer(): the columns to load is (only or all) minus defer
         self.only: frozenset[str] | None = None
         self.defer: frozenset[str] = frozenset()
+        self.distinct = False
+        #: none(): matches nothing, and no statement is sent
+        self.empty = False
+        #: select_for_update()'s options, or None
+        self.for_update: RowLock | None = None
 
     def replace(self, **changes: Any) -> Query:
         """A copy with *changes* (attribute names) applied."""
@@ -73,7 +88,7 @@ class Query:
         if self.sliced:
             raise TypeError(f"Cannot {what} a query once a slice has been taken.")
 
-    def ordering(self) -> tuple[str, ...]:
+    def ordering(self) -> tuple[OrderTerm, ...]:
         return self.order or ("pk",)
 
     def loads_whole_rows(self) -> bool:
@@ -96,7 +111,7 @@ class Query:
         if not args and not lookup:
             return self
         self.refuse_if_sliced("filter")
-        where = Q(*args, **lookup).resolve(self.model)
+        where = Q(*args, **lookup).resolve(self.model, same_row=True)
         return self if where is None else self.replace(where=(*self.where, where))
 
     def exclude(self, args: tuple[Q, ...], lookup: Mapping[str, Any]) -> Query:
@@ -108,13 +123,22 @@ class Query:
             return self
         return self.replace(where=(*self.where, negate(where)))
 
-    def order_by(self, fields: tuple[str, ...]) -> Query:
+    def order_by(self, fields: tuple[OrderTerm | Combinable, ...]) -> Query:
         self.refuse_if_sliced("reorder")
+        terms: list[OrderTerm] = []
         for field in fields:
-            if not isinstance(field, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-                raise TypeError(f"order_by() takes field names, not {field!r}")
-            lookups.column_of(self.model, field.removeprefix("-"), "order_by()")
-        return self.replace(order=fields)
+            if isinstance(field, Combinable):
+                field = field.asc()
+            if isinstance(field, OrderBy):
+                field.clauses(self.model)  # FieldError now, not at run time
+            elif isinstance(field, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+                lookups.column_of(self.model, field.removeprefix("-"), "order_by()")
+            else:
+                raise TypeError(
+                    f"order_by() takes field names or F() expressions, not {field!r}"
+                )
+            terms.append(field)
+        return self.replace(order=tuple(terms))
 
     def reverse(self) -> Query:
         self.refuse_if_sliced("reverse")
@@ -166,6 +190,8 @@ class Query:
         """*stmt* with this query's WHERE, ORDER BY, LIMIT and OFFSET."""
         if self.where:
             stmt = stmt.where(and_(*self.where))
+        if self.distinct:
+            stmt = stmt.distinct()
         if self.order:
             stmt = stmt.order_by(*order_clauses(self.model, self.order))
         if self.limit is not None:
@@ -188,7 +214,33 @@ class Query:
         columns = self._loaded_columns()
         if columns is not None:
             stmt = stmt.options(sqlalchemy.orm.load_only(*columns))
+        if self.for_update is not None:
+            lock = self.for_update
+            stmt = stmt.with_for_update(
+                nowait=lock.nowait,
+                skip_locked=lock.skip_locked,
+                of=[self._lock_target(name) for name in lock.of] or None,
+            )
         return stmt
+
+    def _lock_target(self, name: str) -> Any:
+        """``of=("self", "author")``: the model's table, or a related one."""
+        if name == "self":
+            return self.model
+        prop = lookups.mapper_of(self.model).relationships.get(name)
+        if prop is None:
+            raise exceptions.FieldError(
+                f"Invalid field name given in select_for_update(of=...) on "
+                f"{self.model.__name__}: {name!r}. Only 'self' and relationships "
+                "are allowed.",
+                model=self.model,
+                name=name,
+                valid=[
+                    "self",
+                    *sorted(lookups.mapper_of(self.model).relationships.keys()),
+                ],
+            )
+        return prop.mapper.class_
 
     def get_statement(self, lock: Lock = None) -> Select[Any]:
         """The SELECT of ``get()``: at most :data:`MAX_GET_RESULTS` rows,
@@ -249,8 +301,10 @@ class Query:
         self.refuse_if_sliced("update")
         if not values:
             raise TypeError(f"{self.model.__name__}.objects.update() needs values.")
-        columns = lookups.update_values(self.model, values)
-        stmt = update(self.model).values(**prep_values(self.model, columns))
+        columns = prep_values(self.model, lookups.update_values(self.model, values))
+        stmt = update(self.model).values(
+            **{k: resolve_operand(self.model, v) for k, v in columns.items()}
+        )
         if self.where:
             stmt = stmt.where(and_(*self.where))
         return stmt
@@ -263,13 +317,37 @@ class Query:
         return stmt
 
 
-def _flip(field: str) -> str:
+class RowLock:
+    """The options of ``select_for_update()``."""
+
+    __slots__ = ("nowait", "of", "skip_locked")
+
+    def __init__(self, nowait: bool, skip_locked: bool, of: tuple[str, ...]) -> None:
+        if nowait and skip_locked:
+            raise ValueError("The nowait option cannot be used with skip_locked.")
+        self.nowait = nowait
+        self.skip_locked = skip_locked
+        self.of = of
+
+
+#: One term of order_by(): ``"name"``, ``"-name"`` or ``F("name").desc()``.
+OrderTerm = str | OrderBy
+
+
+def _flip(field: OrderTerm) -> OrderTerm:
+    if isinstance(field, OrderBy):
+        return field.reversed()
     return field[1:] if field.startswith("-") else f"-{field}"
 
 
-def order_clauses(model: type[Any], fields: Iterable[str]) -> list[ColumnElement[Any]]:
+def order_clauses(
+    model: type[Any], fields: Iterable[OrderTerm]
+) -> list[ColumnElement[Any]]:
     clauses: list[ColumnElement[Any]] = []
     for field in fields:
+        if isinstance(field, OrderBy):
+            clauses.extend(field.clauses(model))
+            continue
         column = lookups.column_of(model, field.removeprefix("-"), "order_by()")
         clauses.append(column.desc() if field.startswith("-") else column.asc())
     return clauses

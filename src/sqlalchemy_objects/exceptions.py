@@ -3,6 +3,7 @@ Exceptions raised by sqlalchemy-objects.
 
 * ObjectsError                base: catch this to catch everything we raise
   + ConfigurationError        no session, no bound Database, bad URL or option
+  + TransactionManagementError  select_for_update() outside a session
   + FieldError                unknown field or lookup: names model, name, choices
   + ObjectDoesNotExist        base of every Model.DoesNotExist (also a LookupError)
   + MultipleObjectsReturned   base of every Model.MultipleObjectsReturned
@@ -23,6 +24,11 @@ class ObjectsError(Exception):
 
 class ConfigurationError(ObjectsError):
     """The library is not set up for this call: no session, no database, bad option."""
+
+
+class TransactionManagementError(ObjectsError):
+    """A call that needs a transaction (``select_for_update()``) ran outside
+    one. Django's name."""
 
 
 class FieldError(ObjectsError, TypeError):

@@ -1,4 +1,5 @@
-"""``Q`` objects and aggregates (``Count``, ``Sum``, ``Avg``, ``Min``, ``Max``).
+"""``Q`` objects, ``F()`` expressions and aggregates (``Count``, ``Sum``, ``Avg``,
+``Min``, ``Max``).
 
 ``Q(age__gte=18) | ~Q(username__startswith="bot")`` combines lookups with
 ``&``, ``|`` and ``~`` as in Django. Nothing is resolved until a QuerySet uses
@@ -7,10 +8,23 @@ the object, so one ``Q`` can serve several models that share field names.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import ColumnElement, and_, distinct, func, or_, true
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Numeric,
+    and_,
+    case,
+    distinct,
+    func,
+    literal,
+    or_,
+    true,
+)
 
 from . import lookups
 
@@ -67,6 +81,11 @@ class Q:
     def __or__(self, other: Q) -> Q:
         return self._combine(other, OR)
 
+    def _and_parts(self) -> tuple[list[tuple[str, Any]], tuple[Q, ...]]:
+        """The lookups of this AND node and of the plain AND nodes in it, and
+        the other nodes (OR, negated)."""
+        return _and_parts_of(self)
+
     def __invert__(self) -> Q:
         node = self._node(self.children, self.connector)
         node.negated = not self.negated
@@ -90,15 +109,30 @@ class Q:
         )
         return f"<Q: {'NOT ' if self.negated else ''}({inner})>"
 
-    def resolve(self, model: type[Any]) -> ColumnElement[bool] | None:
+    def resolve(
+        self, model: type[Any], *, same_row: bool = False
+    ) -> ColumnElement[bool] | None:
         """Return the SQL condition on *model*, or None for an empty ``Q()``.
 
-        Raises FieldError for an unknown field or lookup, before any SQL.
+        With *same_row* (``filter()``), the lookups ANDed together, here and
+        in the plain ``Q`` objects ANDed in, that go through one multi-valued
+        relationship must match one related row together (Django's rule); a
+        negated ``Q`` is resolved as ``exclude()`` resolves, each lookup on its
+        own. Raises FieldError for an unknown field or lookup, before any SQL.
         """
+        same_row = same_row and not self.negated
         clauses: list[ColumnElement[bool]] = []
-        for child in self.children:
+        if same_row and self.connector == AND:
+            pairs, others = self._and_parts()
+            together = lookups.build_where(model, pairs, same_row=True)
+            if together is not None:
+                clauses.append(together)
+            children: tuple[Q | tuple[str, Any], ...] = others
+        else:
+            children = self.children
+        for child in children:
             if isinstance(child, Q):
-                clause = child.resolve(model)
+                clause = child.resolve(model, same_row=same_row)
             else:
                 clause = lookups.build_where(model, {child[0]: child[1]})
             if clause is not None:
@@ -111,6 +145,198 @@ class Q:
             else (and_(*clauses) if self.connector == AND else or_(*clauses))
         )
         return negate(combined) if self.negated else combined
+
+
+def _and_parts_of(node: Q) -> tuple[list[tuple[str, Any]], tuple[Q, ...]]:
+    pairs: list[tuple[str, Any]] = []
+    others: list[Q] = []
+    for child in node.children:
+        if not isinstance(child, Q):
+            pairs.append(child)
+        elif child.connector == AND and not child.negated:
+            inner_pairs, inner_others = _and_parts_of(child)
+            pairs.extend(inner_pairs)
+            others.extend(inner_others)
+        elif child.children:
+            others.append(child)
+    return pairs, tuple(others)
+
+
+# -- F() ----------------------------------------------------------------------
+
+
+def resolve_operand(model: type[Any], value: Any) -> Any:
+    """*value* as SQL on *model*: an :class:`F` (or arithmetic on one) becomes
+    its column expression; anything else stays a plain value."""
+    resolve = getattr(value, "resolve_expression", None)
+    return value if resolve is None else resolve(model)
+
+
+class Combinable:
+    """Arithmetic between fields and values: ``F("views") + 1``."""
+
+    __slots__ = ()
+
+    def _combine(self, op: str, other: Any, reverse: bool) -> CombinedExpression:
+        return (
+            CombinedExpression(other, op, self)
+            if reverse
+            else CombinedExpression(self, op, other)
+        )
+
+    def __add__(self, other: Any) -> CombinedExpression:
+        return self._combine("+", other, False)
+
+    def __radd__(self, other: Any) -> CombinedExpression:
+        return self._combine("+", other, True)
+
+    def __sub__(self, other: Any) -> CombinedExpression:
+        return self._combine("-", other, False)
+
+    def __rsub__(self, other: Any) -> CombinedExpression:
+        return self._combine("-", other, True)
+
+    def __mul__(self, other: Any) -> CombinedExpression:
+        return self._combine("*", other, False)
+
+    def __rmul__(self, other: Any) -> CombinedExpression:
+        return self._combine("*", other, True)
+
+    def __truediv__(self, other: Any) -> CombinedExpression:
+        return self._combine("/", other, False)
+
+    def __rtruediv__(self, other: Any) -> CombinedExpression:
+        return self._combine("/", other, True)
+
+    def __mod__(self, other: Any) -> CombinedExpression:
+        return self._combine("%", other, False)
+
+    def __neg__(self) -> CombinedExpression:
+        return CombinedExpression(0, "-", self)
+
+    def asc(
+        self, *, nulls_first: bool | None = None, nulls_last: bool | None = None
+    ) -> OrderBy:
+        return OrderBy(
+            self, descending=False, nulls_first=nulls_first, nulls_last=nulls_last
+        )
+
+    def desc(
+        self, *, nulls_first: bool | None = None, nulls_last: bool | None = None
+    ) -> OrderBy:
+        return OrderBy(
+            self, descending=True, nulls_first=nulls_first, nulls_last=nulls_last
+        )
+
+    def resolve_expression(self, model: type[Any]) -> ColumnElement[Any]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class F(Combinable):
+    """A field of the row itself, in SQL: ``update(views=F("views") + 1)`` is
+    one atomic ``UPDATE ... SET views = views + 1``; ``filter(a__gt=F("b"))``
+    compares two columns of one row."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"F() takes a field name, not {name!r}")
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"F({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, F) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(("F", self.name))
+
+    def resolve_expression(self, model: type[Any]) -> ColumnElement[Any]:
+        column: ColumnElement[Any] = lookups.column_of(model, self.name, "F()")
+        return column
+
+
+_OPERATORS: Final[dict[str, Callable[[Any, Any], Any]]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": lambda a, b: a / b,
+    "%": operator.mod,
+}
+
+
+class CombinedExpression(Combinable):
+    """``lhs <op> rhs``, where either side is an F, a combination or a value."""
+
+    __slots__ = ("lhs", "op", "rhs")
+
+    def __init__(self, lhs: Any, op: str, rhs: Any) -> None:
+        self.lhs = lhs
+        self.op = op
+        self.rhs = rhs
+
+    def __repr__(self) -> str:
+        return f"({self.lhs!r} {self.op} {self.rhs!r})"
+
+    def resolve_expression(self, model: type[Any]) -> ColumnElement[Any]:
+        lhs = resolve_operand(model, self.lhs)
+        rhs = resolve_operand(model, self.rhs)
+        if not isinstance(lhs, ColumnElement) and not hasattr(
+            lhs, "__clause_element__"
+        ):
+            lhs = literal(lhs)
+        combined: ColumnElement[Any] = _OPERATORS[self.op](lhs, rhs)
+        return combined
+
+
+class OrderBy:
+    """``F("x").desc(nulls_last=True)``, for ``order_by()``."""
+
+    __slots__ = ("descending", "expression", "nulls_first", "nulls_last")
+
+    def __init__(
+        self,
+        expression: Combinable,
+        *,
+        descending: bool,
+        nulls_first: bool | None = None,
+        nulls_last: bool | None = None,
+    ) -> None:
+        if nulls_first and nulls_last:
+            raise ValueError("nulls_first and nulls_last are mutually exclusive.")
+        self.expression = expression
+        self.descending = descending
+        self.nulls_first = nulls_first
+        self.nulls_last = nulls_last
+
+    def __repr__(self) -> str:
+        return f"OrderBy({self.expression!r}, descending={self.descending})"
+
+    def reversed(self) -> OrderBy:
+        """The opposite order, NULLs moved to the other end too (Django's
+        ``reverse()``)."""
+        return OrderBy(
+            self.expression,
+            descending=not self.descending,
+            nulls_first=self.nulls_last,
+            nulls_last=self.nulls_first,
+        )
+
+    def clauses(self, model: type[Any]) -> list[ColumnElement[Any]]:
+        """The ORDER BY terms on *model*. NULLS FIRST / LAST is spelled as a
+        leading ``CASE WHEN x IS NULL`` term, which every backend (MariaDB
+        has no NULLS LAST) sorts the same way."""
+        column = self.expression.resolve_expression(model)
+        ordered = column.desc() if self.descending else column.asc()
+        if not self.nulls_first and not self.nulls_last:
+            return [ordered]
+        null_rank = 0 if self.nulls_first else 1
+        nulls: ColumnElement[Any] = case(
+            (column.is_(None), null_rank), else_=1 - null_rank
+        )
+        return [nulls, ordered]
 
 
 class Aggregate:
@@ -191,12 +417,18 @@ class Sum(Aggregate):
 
 
 class Avg(Aggregate):
-    """The mean of the values as a float, or None when there are none."""
+    """The mean of the values, or None when there are none: a ``Decimal`` over
+    a ``Numeric`` (Django's DecimalField) column, a float otherwise."""
 
     function = "AVG"
 
     def convert(self, value: Any, model: type[Any]) -> Any:
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        column_type = self.column(model).type
+        if isinstance(column_type, Numeric) and not isinstance(column_type, Float):
+            return value if isinstance(value, Decimal) else Decimal(str(value))
+        return float(value)
 
 
 class Min(Aggregate):

@@ -26,6 +26,7 @@ from sqlalchemy import (
     inspect,
     literal_column,
     null,
+    or_,
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -203,6 +204,10 @@ _TEXT_OPS: Final = frozenset(
 )
 
 
+#: Lookups that take an F() expression as their value.
+_EXPRESSION_OPS: Final = frozenset({"exact", "gt", "gte", "lt", "lte"})
+
+
 def _prep_operand(
     model: type[Any], name: str, column_type: Any, op: str, value: Any
 ) -> Any:
@@ -354,7 +359,17 @@ def _resolve(
         # Season has a field ``gt``) is the field, as in Django.
         if rest and (rest[0] not in OPERATORS or rest[0] in prop.mapper.attrs):
             inner = _resolve(target, rest, value, full, root)
-            return attr.any(inner) if prop.uselist else attr.has(inner)  # type: ignore[no-any-return]
+            found: ColumnElement[bool] = (
+                attr.any(inner) if prop.uselist else attr.has(inner)
+            )
+            if rest[-1] == "isnull" and value is True:
+                # Django joins outward: with no related row at all, the
+                # related field counts as NULL too.
+                missing: ColumnElement[bool] = ~(
+                    attr.any() if prop.uselist else attr.has()
+                )
+                return or_(missing, found)
+            return found
         op = rest[0] if rest else "exact"
         if op == "isnull":
             _check_value(root, name, op, value)
@@ -391,6 +406,11 @@ def _resolve(
             valid=sorted(OPERATORS),
         )
     op = rest[0] if rest else "exact"
+    expression = getattr(value, "resolve_expression", None)
+    if expression is not None and op in _EXPRESSION_OPS:
+        # F("field"): a column of the queried model (Django's rule), which
+        # an EXISTS through a relationship sees by correlation.
+        return OPERATORS[op](attr, expression(root))
     _check_value(root, name, op, value)
     column = attr
     column_type = prop.columns[0].type
@@ -411,16 +431,72 @@ def _resolve(
 
 
 def build_where(
-    model: type[Any], lookup: Mapping[str, Any]
+    model: type[Any],
+    lookup: Mapping[str, Any] | list[tuple[str, Any]],
+    *,
+    same_row: bool = False,
 ) -> ColumnElement[bool] | None:
-    """Return the AND of *lookup*'s conditions on *model*, or None if it is empty."""
-    clauses = [
-        _resolve(model, key.split(LOOKUP_SEP), value, key, model)
-        for key, value in lookup.items()
-    ]
+    """Return the AND of *lookup*'s conditions on *model*, or None if it is empty.
+
+    With *same_row* (the lookups of one ``filter()`` call), lookups through
+    the same multi-valued relationship must hold for one related row
+    together, as Django's "Spanning multi-valued relationships" says: they
+    share one EXISTS. Without it (``exclude()``, or separate calls), each
+    lookup is its own EXISTS and may match a different row.
+    """
+    pairs: list[tuple[str, Any]] = (
+        list(lookup.items()) if isinstance(lookup, Mapping) else lookup
+    )
+    items = [(key.split(LOOKUP_SEP), value, key) for key, value in pairs]
+    if same_row:
+        clauses = _on_one_row(model, items, model)
+    else:
+        clauses = [_resolve(model, p, v, full, model) for p, v, full in items]
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else and_(*clauses)
+
+
+_Item = tuple[list[str], Any, str]
+
+
+def _on_one_row(
+    model: type[Any], items: list[_Item], root: type[Any]
+) -> list[ColumnElement[bool]]:
+    """The conditions of *items* on *model*, those through one multi-valued
+    relationship grouped into one ``any()`` (recursively)."""
+    mapper = mapper_of(model)
+    groups: dict[str, list[_Item]] = {}
+    order: list[str | _Item] = []
+    for parts, value, full in items:
+        prop = mapper.relationships.get(parts[0])
+        rest = parts[1:]
+        if (
+            prop is not None
+            and prop.uselist
+            and rest
+            and (rest[0] not in OPERATORS or rest[0] in prop.mapper.attrs)
+        ):
+            if parts[0] not in groups:
+                groups[parts[0]] = []
+                order.append(parts[0])
+            groups[parts[0]].append((rest, value, full))
+        else:
+            order.append((parts, value, full))
+    clauses: list[ColumnElement[bool]] = []
+    for entry in order:
+        if not isinstance(entry, str):
+            clauses.append(_resolve(model, entry[0], entry[1], entry[2], root))
+            continue
+        members = groups[entry]
+        if len(members) == 1:
+            rest, value, full = members[0]
+            clauses.append(_resolve(model, [entry, *rest], value, full, root))
+            continue
+        target = mapper.relationships[entry].mapper.class_
+        inner = _on_one_row(target, members, root)
+        clauses.append(getattr(model, entry).any(and_(*inner)))
+    return clauses
 
 
 def creation_values(model: type[Any], lookup: Mapping[str, Any]) -> dict[str, Any]:
@@ -444,10 +520,22 @@ def creation_values(model: type[Any], lookup: Mapping[str, Any]) -> dict[str, An
     return values
 
 
+def _settable(model: type[Any], name: str) -> bool:
+    """Whether *name* is a property of *model* with a setter (Django accepts
+    those in ``create()`` and ``defaults``, and so does the constructor)."""
+    for klass in model.__mro__:
+        if name in klass.__dict__:
+            value = klass.__dict__[name]
+            return isinstance(value, property) and value.fset is not None
+    return False
+
+
 def check_field_names(model: type[Any], names: Iterable[str], what: str) -> None:
     """Raise FieldError listing every name in *names* that *model* cannot take."""
     mapper = mapper_of(model)
-    bad = sorted({n for n in names if n not in mapper.attrs})
+    bad = sorted(
+        {n for n in names if n not in mapper.attrs and not _settable(model, n)}
+    )
     if bad:
         valid = field_names(mapper)
         raise FieldError(
@@ -473,6 +561,16 @@ def update_values(model: type[Any], values: Mapping[str, Any]) -> dict[str, Any]
             continue
         columns[column_of(model, name, "update()").key] = value
     return columns
+
+
+def is_partial(index: Any) -> bool:
+    """Whether *index* covers only some rows (``postgresql_where=``,
+    ``sqlite_where=``...): unique there is not unique in the table; it can be
+    neither an ``ON CONFLICT`` target nor Django's unique field."""
+    return any(
+        key.endswith("_where") and value is not None
+        for key, value in index.dialect_kwargs.items()
+    )
 
 
 def column_of(model: type[Any], name: str, what: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -21,7 +21,7 @@ from . import exceptions
 from ._descriptor import ManagerDescriptor, no_instance_access
 from ._typing import ModelT, OwnerT
 from .database import Database
-from .expressions import Aggregate, Q
+from .expressions import Aggregate, Combinable, OrderBy, Q
 from .queryset import QuerySet, QuerySetManager
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
                 f"{type(self).__name__} is not attached to a model; declare it on a "
                 "model class and read it from there (User.objects)."
             )
-        return self._queryset_class(self._bound_model)
+        return self._queryset_class(model=self._bound_model)
 
     @classmethod
     def from_queryset(
@@ -125,9 +125,16 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
                 continue
             members: dict[str, Any] = dict(klass.__dict__)
             for name, value in members.items():
+                if getattr(value, "queryset_only", None) is False and callable(value):
+                    attrs[name] = _proxy(name, value)
+                    continue
                 if name.startswith("_") or hasattr(cls, name) or not callable(value):
                     continue
                 if isinstance(value, classmethod | staticmethod):
+                    continue
+                # Django: queryset_only=True keeps a method off the manager,
+                # queryset_only=False puts even a _private one on it.
+                if getattr(value, "queryset_only", False):
                     continue
                 attrs[name] = _proxy(name, value)
         name = class_name or f"{cls.__name__}From{queryset_class.__name__}"
@@ -152,13 +159,42 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
         """Return a QuerySet of the rows not matching *args* and *lookup*."""
         return self.get_queryset().exclude(*args, **lookup)
 
-    def order_by(self, *fields: str) -> QuerySet[ModelT]:
+    def order_by(self, *fields: str | Combinable | OrderBy) -> QuerySet[ModelT]:
         """Return a QuerySet ordered by *fields* (``"-name"`` descending)."""
         return self.get_queryset().order_by(*fields)
 
     def reverse(self) -> QuerySet[ModelT]:
         """Return a QuerySet in descending primary-key order."""
         return self.get_queryset().reverse()
+
+    def none(self) -> QuerySet[ModelT]:
+        """Return a QuerySet that matches nothing (no statement is sent)."""
+        return self.get_queryset().none()
+
+    def distinct(self, *fields: str) -> QuerySet[ModelT]:
+        """Return a QuerySet without duplicate rows."""
+        return self.get_queryset().distinct(*fields)
+
+    def select_for_update(
+        self, *, nowait: bool = False, skip_locked: bool = False, of: Sequence[str] = ()
+    ) -> QuerySet[ModelT]:
+        """Return a QuerySet that locks its rows; see
+        :meth:`QuerySet.select_for_update`."""
+        return self.get_queryset().select_for_update(
+            nowait=nowait, skip_locked=skip_locked, of=of
+        )
+
+    def iterator(self, chunk_size: int | None = None) -> AsyncIterator[ModelT]:
+        """Stream every row, *chunk_size* at a time."""
+        return self.get_queryset().iterator(chunk_size)
+
+    async def latest(self, *fields: str) -> ModelT:
+        """The last row by *fields*; see :meth:`QuerySet.latest`."""
+        return await self.get_queryset().latest(*fields)
+
+    async def earliest(self, *fields: str) -> ModelT:
+        """The first row by *fields*; see :meth:`QuerySet.earliest`."""
+        return await self.get_queryset().earliest(*fields)
 
     def only(self, *fields: str) -> QuerySet[ModelT]:
         """Return a QuerySet that loads only *fields* (and the primary key)."""

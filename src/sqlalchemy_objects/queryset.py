@@ -16,16 +16,17 @@ from collections.abc import (
 )
 from typing import Any, Final, Generic, Literal, NoReturn, Self, TypeVar, overload
 
-from sqlalchemy import ColumnElement, Select
+from sqlalchemy import ColumnElement, Select, false
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import _bulk, _get_or_create, _rows, lookups
 from ._descriptor import ManagerDescriptor, no_instance_access
-from ._query import Query
+from ._query import Query, RowLock
 from ._routing import Target, read, resolve, write
 from ._typing import ModelT
 from .database import Database
-from .expressions import Aggregate, Q
+from .exceptions import TransactionManagementError
+from .expressions import Aggregate, Combinable, OrderBy, Q
 from .session import shielded
 
 _QuerySetT = TypeVar("_QuerySetT", bound="QuerySet[Any]")
@@ -118,17 +119,63 @@ class QuerySet(Generic[ModelT]):
         """
         return self._with(self._query.exclude(args, lookup))
 
-    def order_by(self, *fields: str) -> Self:
+    def order_by(self, *fields: str | Combinable | OrderBy) -> Self:
         """Return a QuerySet ordered by *fields* (``"-name"`` for descending).
 
         ``order_by()`` with no field clears the ordering. Only columns of this
-        model can be named (``pk`` included).
+        model can be named (``pk`` included), or ``F("name").desc(nulls_last=True)``.
         """
         return self._clone(self._query.order_by(fields))
 
     def reverse(self) -> Self:
         """Return a QuerySet in the opposite order (by primary key if unordered)."""
         return self._clone(self._query.reverse())
+
+    def none(self) -> Self:
+        """Return a QuerySet that matches nothing; running it sends no
+        statement (Django's ``none()``)."""
+        return self._clone(
+            self._query.replace(empty=True, where=(*self._query.where, false()))
+        )
+
+    def distinct(self, *fields: str) -> Self:
+        """Return a QuerySet without duplicate rows (``SELECT DISTINCT``).
+
+        ``distinct(*fields)`` (PostgreSQL's ``DISTINCT ON``) is not supported:
+        it raises ``NotImplementedError`` rather than silently dropping rows
+        differently on the other backends.
+        """
+        if fields:
+            raise NotImplementedError(
+                "distinct(*fields) (DISTINCT ON) is not supported; use distinct() "
+                "or the statement escape hatch (qs.statement.distinct(...))."
+            )
+        return self._clone(self._query.replace(distinct=True))
+
+    def select_for_update(
+        self,
+        *,
+        nowait: bool = False,
+        skip_locked: bool = False,
+        of: Sequence[str] = (),
+    ) -> Self:
+        """Lock the rows this QuerySet reads until the session's transaction
+        ends (``SELECT ... FOR UPDATE``), as Django's ``select_for_update()``.
+
+        Only inside a session (``async with db.session():`` or ``using(session)``):
+        outside one the lock would end with the read, and the call raises
+        :class:`TransactionManagementError`. ``skip_locked=True`` skips rows
+        another transaction holds (a worker claiming jobs); ``nowait=True``
+        raises at once instead of waiting. ``of=("self", "author")`` names
+        what to lock (PostgreSQL). On SQLite it changes nothing: a session there
+        holds the database's write lock from its first statement.
+        """
+        if isinstance(of, str):
+            raise TypeError("select_for_update(of=...) takes a tuple of names.")
+        lock = RowLock(nowait, skip_locked, tuple(of))
+        query = self._query.replace(for_update=lock)
+        query.statement()  # names in of= checked now
+        return self._clone(query)
 
     def select_related(self, *fields: str) -> Self:
         """Load the named many-to-one relationships in the same query (a JOIN).
@@ -187,9 +234,22 @@ class QuerySet(Generic[ModelT]):
     def __await__(self) -> Generator[Any, None, list[ModelT]]:
         return self._fetch_all().__await__()
 
+    def _target_for_locks(self) -> Target:
+        target = self._resolve()
+        if self._query.for_update is not None and isinstance(target, Database):
+            raise TransactionManagementError(
+                f"{self.model.__name__}.objects.select_for_update() cannot be used "
+                "outside of a transaction: run it inside `async with db.session():` "
+                "(or with .using(session)), where the lock lasts until the block "
+                "commits."
+            )
+        return target
+
     async def _fetch_all(self) -> list[ModelT]:
+        if self._query.empty:
+            return []
         stmt = self.statement
-        return await _rows.fetch_all(self._resolve(), stmt)
+        return await _rows.fetch_all(self._target_for_locks(), stmt)
 
     def __aiter__(self) -> AsyncIterator[ModelT]:
         """``async for obj in qs``: stream the rows.
@@ -198,15 +258,30 @@ class QuerySet(Generic[ModelT]):
         :data:`CHUNK_SIZE`; inside a session they are fetched at once (the
         session's connection must stay free for the loop body's own queries).
         """
-        return self._iterate()
+        return self.iterator()
 
-    async def _iterate(self) -> AsyncIterator[ModelT]:
-        target = self._resolve()
+    async def iterator(self, chunk_size: int | None = None) -> AsyncIterator[ModelT]:
+        """``async for obj in qs.iterator(chunk_size=500)``: stream the rows,
+        *chunk_size* at a time (:data:`CHUNK_SIZE` by default), as Django's
+        ``aiterator()``. In autocommit mode they come from one read
+        transaction; inside a session they are fetched at once (the session's
+        connection must stay free for the loop body's own queries)."""
+        if chunk_size is not None and (
+            not isinstance(chunk_size, int)  # pyright: ignore[reportUnnecessaryIsInstance]
+            or isinstance(chunk_size, bool)
+            or chunk_size < 1
+        ):
+            raise ValueError(
+                f"Chunk size must be strictly positive, not {chunk_size!r}."
+            )
+        if self._query.empty:
+            return
+        target = self._target_for_locks()
         if not isinstance(target, Database):
             for obj in await self._fetch_all():
                 yield obj
             return
-        stmt = self.statement.execution_options(yield_per=CHUNK_SIZE)
+        stmt = self.statement.execution_options(yield_per=chunk_size or CHUNK_SIZE)
         session = target.read_sessionmaker()
         try:
             result = await session.stream_scalars(stmt)
@@ -222,14 +297,44 @@ class QuerySet(Generic[ModelT]):
 
     async def count(self) -> int:
         """Return the number of matching rows."""
+        if self._query.empty:
+            return 0
         stmt = self._query.count_statement()
         value = await read(self._resolve(), lambda session: session.scalar(stmt))
         return int(value or 0)
 
     async def exists(self) -> bool:
         """Return whether any row matches."""
+        if self._query.empty:
+            return False
         stmt = self._query.exists_statement()
         return bool(await read(self._resolve(), lambda session: session.scalar(stmt)))
+
+    async def latest(self, *fields: str) -> ModelT:
+        """The last row by *fields* (``"-name"`` flips one), as Django's
+        ``latest()``; DoesNotExist when there is none."""
+        if not fields:
+            raise ValueError(
+                "latest() needs field names (Django's Meta.get_latest_by has no "
+                "equivalent here)."
+            )
+        return await self._edge(fields, "latest")
+
+    async def earliest(self, *fields: str) -> ModelT:
+        """The first row by *fields*, as Django's ``earliest()``; DoesNotExist
+        when there is none."""
+        if not fields:
+            raise ValueError("earliest() needs field names.")
+        return await self._edge(fields, "earliest")
+
+    async def _edge(self, fields: tuple[str, ...], which: str) -> ModelT:
+        self._query.refuse_if_sliced(f"call {which}() on")
+        qs = self.order_by(*fields)
+        if which == "latest":
+            qs = qs.reverse()
+        rows = await qs[:1]._fetch_all()
+        found: ModelT = _rows.one(self.model, rows, {})  # DoesNotExist if none
+        return found
 
     async def first(self) -> ModelT | None:
         """Return the first row in this QuerySet's order (by primary key if it has
@@ -280,6 +385,8 @@ class QuerySet(Generic[ModelT]):
         self, names: Sequence[str], what: str
     ) -> Sequence[Sequence[Any]]:
         stmt = self._query.columns_statement(names, what)
+        if self._query.empty:
+            return []
 
         async def work(session: AsyncSession) -> Sequence[Sequence[Any]]:
             rows: Sequence[Sequence[Any]] = (await session.execute(stmt)).all()
@@ -311,7 +418,7 @@ class QuerySet(Generic[ModelT]):
             named[agg.default_alias] = agg
         named.update(kwargs)
         if not named:
-            raise TypeError("aggregate() needs at least one aggregate.")
+            return {}  # as Django: nothing asked, nothing sent
         stmt = self._query.aggregate_statement(named)
 
         async def work(session: AsyncSession) -> Sequence[Any]:
@@ -328,6 +435,8 @@ class QuerySet(Generic[ModelT]):
         """Set *values* on every matching row in one UPDATE; return the number of
         rows matched. Objects of the session are brought up to date."""
         stmt = self._query.update_statement(values)
+        if self._query.empty:
+            return 0
         return await write(self._resolve(), lambda session: _rowcount(session, stmt))
 
     async def delete(self) -> tuple[int, dict[str, int]]:
@@ -341,6 +450,8 @@ class QuerySet(Generic[ModelT]):
                 f"Django, it takes an explicit {name}.objects.all().delete()."
             )
         stmt = self._query.delete_statement()
+        if self._query.empty:
+            return 0, {}
         count = await write(self._resolve(), lambda session: _rowcount(session, stmt))
         return count, ({self.model.__name__: count} if count else {})
 
@@ -353,8 +464,13 @@ class QuerySet(Generic[ModelT]):
             FieldError: a name in *lookup* is not a field or lookup of the model.
         """
         query = self._query.filter((), lookup)
-        rows = await read(
-            self._resolve(), lambda session: _rows.fetch_for_get(session, query)
+        rows = (
+            []
+            if query.empty
+            else await read(
+                self._target_for_locks(),
+                lambda session: _rows.fetch_for_get(session, query),
+            )
         )
         result: ModelT = _rows.one(self.model, rows, lookup)
         return result
@@ -362,8 +478,13 @@ class QuerySet(Generic[ModelT]):
     async def get_or_none(self, **lookup: Any) -> ModelT | None:
         """Return the one row matching *lookup*, or None if there is none."""
         query = self._query.filter((), lookup)
-        rows = await read(
-            self._resolve(), lambda session: _rows.fetch_for_get(session, query)
+        rows = (
+            []
+            if query.empty
+            else await read(
+                self._target_for_locks(),
+                lambda session: _rows.fetch_for_get(session, query),
+            )
         )
         result: ModelT | None = (
             None if not rows else _rows.one(self.model, rows, lookup)
@@ -499,7 +620,7 @@ class QuerySetManager(ManagerDescriptor, Generic[_QuerySetT]):
             raise no_instance_access(owner)
         queryset = self._querysets.get(owner)
         if queryset is None:
-            queryset = self.queryset_class(owner)
+            queryset = self.queryset_class(model=owner)
             queryset._manager = True  # pyright: ignore[reportPrivateUsage]
             self._querysets[owner] = queryset
         return queryset

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,15 +16,17 @@ from sqlalchemy_objects import (
     Avg,
     Count,
     Database,
+    F,
     FieldError,
     Manager,
     Max,
     Min,
     Q,
     Sum,
+    TransactionManagementError,
 )
 from tests.conftest import StatementLog
-from tests.models import Article, Counter, Note, User
+from tests.models import Article, Counter, Item, Note, Tag, User
 
 
 async def make_users() -> list[User]:
@@ -902,3 +905,248 @@ async def test_relationships_take_a_primary_key_or_an_object(db: Database) -> No
     assert await titles(author=ann) == ["b"]
     with pytest.raises(ValueError, match=r"unsaved User"):
         await titles(author=User(username="nobody"))
+
+
+async def items_with_tags(db: Database) -> dict[str, int]:
+    """red: tags a and b; blue: tag a; plain: no tag. grand > child > kid."""
+    tags = {n: (await Tag.objects.create(name=n)).id for n in ("a", "b")}
+    async with db.session() as session:
+        tag_a = await session.get_one(Tag, tags["a"])
+        tag_b = await session.get_one(Tag, tags["b"])
+        grand = Item(name="grand")
+        child = Item(name="child", parent=grand)
+        session.add_all(
+            [
+                Item(name="red", tags=[tag_a, tag_b]),
+                Item(name="blue", tags=[tag_a]),
+                Item(name="plain"),
+                grand,
+                child,
+                Item(name="kid", parent=child),
+            ]
+        )
+    return tags
+
+
+async def item_names(qs: Any) -> list[str]:
+    return sorted(await qs.values_list("name", flat=True))
+
+
+async def test_one_filter_call_means_one_related_row(db: Database) -> None:
+    """Django, "Spanning multi-valued relationships": conditions in one filter()
+    call hold for one related row together; in chained calls, for any rows."""
+    tags = await items_with_tags(db)
+    a, b = tags["a"], tags["b"]
+    assert await item_names(Item.objects.filter(tags__id=a).filter(tags__id=b)) == [
+        "red"
+    ]
+    assert await item_names(Item.objects.filter(Q(tags__id=a) & Q(tags__id=b))) == []
+    assert await item_names(Item.objects.filter(Q(tags__id=a), Q(tags__id=b))) == []
+    assert await item_names(Item.objects.filter(tags__id=a, tags__name="b")) == []
+    assert await item_names(Item.objects.filter(tags__id=a, tags__name="a")) == [
+        "blue",
+        "red",
+    ]
+    assert await item_names(Item.objects.filter(Q(tags__id=a) | Q(tags__id=b))) == [
+        "blue",
+        "red",
+    ]
+    # exclude() does not tie its conditions to one row (Django's documented
+    # difference): red has a tag a and a tag named b, so it goes.
+    assert await item_names(
+        Item.objects.filter(name__in=["red", "blue", "plain"]).exclude(
+            tags__id=a, tags__name="b"
+        )
+    ) == ["blue", "plain"]
+
+
+async def test_isnull_across_relationships_is_an_outer_join(db: Database) -> None:
+    """Django: ``tags__id__isnull=True`` matches rows with no related row at
+    all; ``exclude(parent__parent__isnull=True)`` keeps only rows whose
+    grandparent exists."""
+    await items_with_tags(db)
+    assert await item_names(Item.objects.filter(tags__id__isnull=True)) == [
+        "child",
+        "grand",
+        "kid",
+        "plain",
+    ]
+    assert await item_names(Item.objects.filter(tags__id__isnull=False)) == [
+        "blue",
+        "red",
+    ]
+    assert await item_names(Item.objects.exclude(parent__parent__isnull=True)) == [
+        "kid"
+    ]
+    assert await item_names(Item.objects.filter(parent__parent__isnull=False)) == [
+        "kid"
+    ]
+    assert await item_names(
+        Item.objects.filter(parent__parent__isnull=True, name__in=["child", "kid"])
+    ) == ["child"]
+    assert await item_names(
+        Item.objects.filter(parent__isnull=True, tags__isnull=True)
+    ) == [
+        "grand",
+        "plain",
+    ]
+
+
+async def test_small_django_answers(db: Database, sql: StatementLog) -> None:
+    """aggregate() with nothing asks nothing; Avg over a Numeric column is a
+    Decimal; a property with a setter works in create() and defaults."""
+    assert await Counter.objects.aggregate() == {}
+    assert len(sql) == 0
+    await Counter.objects.create(name="x", ratio=Decimal("1.25"))
+    await Counter.objects.create(name="y", ratio=Decimal("2.50"))
+    average = (await Counter.objects.aggregate(Avg("ratio")))["ratio__avg"]
+    assert isinstance(average, Decimal)
+    assert round(average, 3) == Decimal("1.875")
+    assert (await Counter.objects.aggregate(Avg("count")))["count__avg"] == 2.0
+    made = await Counter.objects.create(title="Titled")
+    assert made.name == "titled"
+    found, created = await Counter.objects.get_or_create(
+        name="other", defaults={"title": "Other"}
+    )
+    assert (created, found.name) == (True, "other")
+
+
+async def test_bulk_create_and_in_bulk_refuse_what_django_refuses(
+    db: Database,
+) -> None:
+    with pytest.raises(ValueError, match=r"concrete fields in update_fields"):
+        await Article.objects.bulk_create(
+            [Article(title="t", author_id=1)],
+            update_conflicts=True,
+            update_fields=["author"],
+            unique_fields=["title"],
+        )
+    with pytest.raises(ValueError, match=r"concrete fields in unique_fields"):
+        await Article.objects.bulk_create(
+            [Article(title="t", author_id=1)],
+            update_conflicts=True,
+            update_fields=["title"],
+            unique_fields=["author"],
+        )
+    with pytest.raises(ValueError, match=r"must be a unique field but Counter\.code"):
+        await Counter.objects.in_bulk(["a"], field_name="code")
+
+
+async def test_f_expressions(db: Database) -> None:
+    """F() in update() (an atomic counter), filter(), order_by() with NULLs
+    placed, and update_or_create() defaults."""
+    await Counter.objects.create(name="hits", count=0, level=5)
+    await Counter.objects.create(name="low", count=1, level=3)
+    await Counter.objects.create(name="none", count=None, level=3)
+    hits = Counter.objects.filter(name="hits")
+
+    # 40 tasks each add one at once: the UPDATE computes it, nothing is lost.
+    await asyncio.gather(*(hits.update(count=F("count") + 1) for _ in range(40)))
+    assert (await hits.get()).count == 40
+
+    assert await item_names(Counter.objects.filter(count__gt=F("level"))) == ["hits"]
+    assert await item_names(Counter.objects.filter(level__lt=F("count") * 2 - 35)) == [
+        "hits"
+    ]
+    assert await item_names(Counter.objects.filter(count=F("level") - 2)) == ["low"]
+
+    order = Counter.objects.order_by(F("count").desc(nulls_last=True), "name")
+    assert [c.name for c in await order] == ["hits", "low", "none"]
+    assert [c.name for c in await order.reverse()] == ["none", "low", "hits"]
+    order = Counter.objects.order_by(F("count").asc(nulls_first=True))
+    assert [c.name for c in await order] == ["none", "low", "hits"]
+
+    counter, created = await Counter.objects.update_or_create(
+        name="low", defaults={"count": F("count") + 10}
+    )
+    assert (created, counter.count) == (False, 11)
+    assert (await Counter.objects.get(name="low")).count == 11
+    with pytest.raises(FieldError, match="'nope'"):
+        await hits.update(count=F("nope") + 1)
+
+
+async def test_none_distinct_latest_earliest_iterator(
+    db: Database, sql: StatementLog
+) -> None:
+    for name, count in (("a", 3), ("b", 1), ("c", 2)):
+        await Counter.objects.create(name=name, count=count)
+    sent = len(sql)
+    nothing = Counter.objects.none()
+    assert await nothing == []
+    assert await nothing.count() == 0
+    assert not await nothing.exists()
+    assert await nothing.filter(name="a").values_list("name") == []
+    assert await nothing.update(count=9) == 0
+    assert await nothing.delete() == (0, {})
+    assert await Counter.objects.filter(name="a").none().get_or_none() is None
+    assert [c async for c in nothing] == []
+    assert len(sql) == sent  # none() sends nothing, as in Django
+    assert (await Counter.objects.latest("count")).name == "a"
+    assert (await Counter.objects.earliest("count")).name == "b"
+    assert (await Counter.objects.latest("-count")).name == "b"
+    assert (await Counter.objects.filter(count__gte=2).earliest("name")).name == "a"
+    with pytest.raises(Counter.DoesNotExist):
+        await Counter.objects.filter(name="zzz").latest("count")
+    with pytest.raises(ValueError, match="needs field names"):
+        await Counter.objects.latest()
+    await Article.objects.create(
+        title="t1", author=await User.objects.create(username="u")
+    )
+    authors = User.objects.filter(articles__title__startswith="t")
+    assert await authors.distinct().count() == 1
+    with pytest.raises(NotImplementedError, match="DISTINCT ON"):
+        User.objects.distinct("username")
+    seen = [
+        c.name async for c in Counter.objects.order_by("name").iterator(chunk_size=2)
+    ]
+    assert seen == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="strictly positive"):
+        [c async for c in Counter.objects.iterator(chunk_size=0)]
+
+
+async def test_select_for_update_claims_each_job_once(db: Database) -> None:
+    """Workers claiming jobs with select_for_update(skip_locked=True), the
+    canonical use: 8 workers, 24 jobs, each job claimed exactly once."""
+    for n in range(24):
+        await Counter.objects.create(name=f"job-{n:02}")
+    claims: list[str] = []
+
+    async def worker() -> None:
+        while True:
+            async with db.session():
+                job = await (
+                    Counter.objects.filter(active=None)
+                    .order_by("id")
+                    .select_for_update(skip_locked=True)
+                    .first()
+                )
+                if job is None:
+                    return
+                await Counter.objects.filter(id=job.id).update(active=True)
+                await asyncio.sleep(0.005)  # hold the lock a little
+            claims.append(job.name)
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    assert sorted(claims) == [f"job-{n:02}" for n in range(24)]
+    assert await Counter.objects.filter(active=True).count() == 24
+    with pytest.raises(TransactionManagementError, match="outside of a transaction"):
+        await Counter.objects.select_for_update().filter(name="job-00")
+    with pytest.raises(
+        ValueError, match="nowait option cannot be used with skip_locked"
+    ):
+        Counter.objects.select_for_update(nowait=True, skip_locked=True)
+    with pytest.raises(FieldError, match="select_for_update"):
+        Counter.objects.select_for_update(of=("nope",))
+
+
+async def test_get_or_create_on_a_field_with_a_partial_unique_index(
+    db: Database,
+) -> None:
+    """A partial unique index (postgresql_where=) is no ON CONFLICT target:
+    get_or_create falls back to its other path instead of failing (it raised
+    "Boolean value of this clause is not defined" on PostgreSQL before)."""
+    first, created = await Counter.objects.get_or_create(
+        code="x", defaults={"name": "p"}
+    )
+    again, created_again = await Counter.objects.get_or_create(code="x")
+    assert (created, created_again, again.id) == (True, False, first.id)

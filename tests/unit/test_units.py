@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from sqlalchemy_objects import (
     Manager,
     ObjectDoesNotExist,
     ObjectsError,
+    QuerySet,
 )
 from sqlalchemy_objects._dialects import backend_named, normalise_url
 from sqlalchemy_objects.lookups import creation_values
@@ -30,6 +32,7 @@ def test_public_names_are_pinned() -> None:
         "ConfigurationError",
         "Count",
         "Database",
+        "F",
         "FieldError",
         "Manager",
         "ManagerMixin",
@@ -41,6 +44,7 @@ def test_public_names_are_pinned() -> None:
         "Q",
         "QuerySet",
         "Sum",
+        "TransactionManagementError",
         "__version__",
         "current_session",
     ]
@@ -231,3 +235,42 @@ def test_pgbouncer_is_read_from_the_url_and_removed_from_it() -> None:
         Database("postgresql://u@h/db?pgbouncer=maybe")
     with pytest.raises(ConfigurationError, match="pgbouncer=True is for PostgreSQL"):
         Database("sqlite:///x.db", pgbouncer=True)
+
+
+class FlaggedQuerySet(QuerySet[Article]):
+    """Django's queryset_only flags on custom QuerySet methods."""
+
+    def shown(self) -> FlaggedQuerySet:
+        return self.filter(published=True)
+
+    def hidden(self) -> FlaggedQuerySet:
+        return self.filter(published=False)
+
+    hidden.queryset_only = True  # type: ignore[attr-defined]
+
+    def _private(self) -> FlaggedQuerySet:
+        return self.all()
+
+    _private.queryset_only = False  # type: ignore[attr-defined]
+
+
+def test_from_queryset_honours_queryset_only() -> None:
+    manager_class: Any = Manager.from_queryset(FlaggedQuerySet)
+    assert hasattr(manager_class, "shown")
+    assert not hasattr(manager_class, "hidden")  # queryset_only=True
+    assert hasattr(manager_class, "_private")  # queryset_only=False
+
+
+class KeywordQuerySet(QuerySet[Article]):
+    """A QuerySet with an __init__ of its own, taking the model by keyword
+    only, as Django's QuerySet(model=None, ...) is often called."""
+
+    def __init__(self, *, model: type[Article], **kw: Any) -> None:
+        super().__init__(model, **kw)
+        self.tagged = True
+
+
+def test_as_manager_passes_the_model_by_keyword() -> None:
+    queryset = KeywordQuerySet.as_manager().__get__(None, Article)
+    assert queryset.model is Article
+    assert queryset.tagged
