@@ -185,5 +185,29 @@ class Item(Base):
     parent: Mapped[Item | None] = relationship(remote_side=[id])
 
 
+class Animal(Base):
+    """Joined-table inheritance: update() on Dog may set Animal's columns."""
+
+    __tablename__ = "animals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+
+    __mapper_args__ = {  # noqa: RUF012 - SQLAlchemy's own spelling
+        "polymorphic_on": "kind",
+        "polymorphic_identity": "animal",
+    }
+
+
+class Dog(Animal):
+    __tablename__ = "dogs"
+
+    animal_id: Mapped[int] = mapped_column(ForeignKey("animals.id"), primary_key=True)
+    breed: Mapped[str] = mapped_column(String(64), default="")
+
+    __mapper_args__ = {"polymorphic_identity": "dog"}  # noqa: RUF012
+
+
 def user_values(**overrides: Any) -> dict[str, Any]:
     return {"username": "ann", "email": "ann@example.com", **overrides}

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import sqlalchemy.orm
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, tuple_, update
 
 from . import exceptions, lookups
 from ._prep import prep_values
@@ -39,6 +39,7 @@ class Query:
     """The state of a QuerySet on *model*, compiled on demand."""
 
     __slots__ = (
+        "annotations",
         "defer",
         "distinct",
         "empty",
@@ -66,6 +67,8 @@ class Query:
         self.only: frozenset[str] | None = None
         self.defer: frozenset[str] = frozenset()
         self.distinct = False
+        #: annotate(): (name, aggregate, its SQL, the model it reads)
+        self.annotations: tuple[tuple[str, Aggregate, Any, type[Any]], ...] = ()
         #: none(): matches nothing, and no statement is sent
         self.empty = False
         #: select_for_update()'s options, or None
@@ -106,11 +109,64 @@ class Query:
 
     # -- builders ---------------------------------------------------------------
 
+    def annotate(self, named: Mapping[str, Aggregate]) -> Query:
+        """With the aggregates *named* computed per row (``annotate()``)."""
+        fields = lookups.mapper_of(self.model).attrs
+        taken = {name for name, *_ in self.annotations}
+        added: list[tuple[str, Aggregate, Any, type[Any]]] = []
+        for name, agg in named.items():
+            if not isinstance(agg, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(f"annotate() takes Count/Sum/Avg/Min/Max, not {agg!r}")
+            if name in fields or name == "pk":
+                raise ValueError(
+                    f"The annotation {name!r} conflicts with a field on the model "
+                    f"{self.model.__name__}."
+                )
+            if name in taken:
+                raise ValueError(f"The annotation {name!r} is given twice.")
+            expression, read_from = agg.annotation(self.model)
+            added.append((name, agg, expression, read_from))
+            taken.add(name)
+        return self.replace(annotations=(*self.annotations, *added))
+
+    def annotation_columns(self) -> dict[str, Any]:
+        return {name: expression for name, _, expression, _ in self.annotations}
+
+    def _annotation_condition(self, key: str, value: Any) -> ColumnElement[bool] | None:
+        """``n__gt=1`` on the annotation ``n``, or None if *key* names none."""
+        first, _, op = key.partition(lookups.LOOKUP_SEP)
+        columns = self.annotation_columns()
+        if first not in columns:
+            return None
+        op = op or "exact"
+        if op not in lookups.OPERATORS:
+            raise exceptions.FieldError(
+                f"Unsupported lookup {op!r} on the annotation {first!r}.",
+                model=self.model,
+                name=key,
+                valid=sorted(lookups.OPERATORS),
+            )
+        return lookups.OPERATORS[op](columns[first], resolve_operand(self.model, value))
+
     def filter(self, args: tuple[Q, ...], lookup: Mapping[str, Any]) -> Query:
         """Narrowed to rows matching every ``Q`` of *args* and *lookup*."""
         if not args and not lookup:
             return self
         self.refuse_if_sliced("filter")
+        if self.annotations:
+            on_annotations: list[ColumnElement[bool]] = []
+            rest: dict[str, Any] = {}
+            for key, value in lookup.items():
+                condition = self._annotation_condition(key, value)
+                if condition is None:
+                    rest[key] = value
+                else:
+                    on_annotations.append(condition)
+            query = self.replace(where=(*self.where, *on_annotations))
+            return query._filter_plain(args, rest) if (args or rest) else query
+        return self._filter_plain(args, lookup)
+
+    def _filter_plain(self, args: tuple[Q, ...], lookup: Mapping[str, Any]) -> Query:
         where = Q(*args, **lookup).resolve(self.model, same_row=True)
         return self if where is None else self.replace(where=(*self.where, where))
 
@@ -132,7 +188,10 @@ class Query:
             if isinstance(field, OrderBy):
                 field.clauses(self.model)  # FieldError now, not at run time
             elif isinstance(field, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-                lookups.column_of(self.model, field.removeprefix("-"), "order_by()")
+                if field.removeprefix("-") not in self.annotation_columns():
+                    lookups.field_column(
+                        self.model, field.removeprefix("-"), "order_by()"
+                    )
             else:
                 raise TypeError(
                     f"order_by() takes field names or F() expressions, not {field!r}"
@@ -193,7 +252,9 @@ class Query:
         if self.distinct:
             stmt = stmt.distinct()
         if self.order:
-            stmt = stmt.order_by(*order_clauses(self.model, self.order))
+            stmt = stmt.order_by(
+                *order_clauses(self.model, self.order, self.annotation_columns())
+            )
         if self.limit is not None:
             stmt = stmt.limit(self.limit)
         if self.offset:
@@ -214,6 +275,8 @@ class Query:
         columns = self._loaded_columns()
         if columns is not None:
             stmt = stmt.options(sqlalchemy.orm.load_only(*columns))
+        for name, _, expression, _ in self.annotations:
+            stmt = stmt.add_columns(expression.label(name))
         if self.for_update is not None:
             lock = self.for_update
             stmt = stmt.with_for_update(
@@ -271,7 +334,13 @@ class Query:
         return select(self.statement().exists())
 
     def columns_statement(self, names: Sequence[str], what: str) -> Select[Any]:
-        columns = [lookups.column_of(self.model, name, what) for name in names]
+        annotated = self.annotation_columns()
+        columns = [
+            annotated[name].label(name)
+            if name in annotated
+            else _labelled(lookups.field_column(self.model, name, what), name)
+            for name in names
+        ]
         stmt: Select[Any] = self.apply(select(*columns).select_from(self.model))
         return stmt
 
@@ -297,17 +366,50 @@ class Query:
             stmt = stmt.where(and_(*self.where))
         return stmt
 
-    def update_statement(self, values: Mapping[str, Any]) -> Any:
+    def update_statements(self, values: Mapping[str, Any]) -> list[Any]:
+        """The UPDATE(s) of ``update(**values)``: one, or, where the values
+        belong to several tables of a joined-inheritance model, one per table,
+        each on the rows whose keys the QuerySet matches (the first one's
+        row count is the answer)."""
         self.refuse_if_sliced("update")
         if not values:
             raise TypeError(f"{self.model.__name__}.objects.update() needs values.")
         columns = prep_values(self.model, lookups.update_values(self.model, values))
-        stmt = update(self.model).values(
-            **{k: resolve_operand(self.model, v) for k, v in columns.items()}
-        )
+        resolved = {k: resolve_operand(self.model, v) for k, v in columns.items()}
+        mapper = lookups.mapper_of(self.model)
+        by_table: dict[Any, dict[str, Any]] = {}
+        for key, value in resolved.items():
+            table = mapper.column_attrs[key].columns[0].table
+            by_table.setdefault(table, {})[key] = value
+        if len(by_table) == 1 and mapper.local_table in by_table:
+            stmt = update(self.model).values(**resolved)
+            if self.where:
+                stmt = stmt.where(and_(*self.where))
+            return [stmt]
+        pk = [
+            getattr(self.model, mapper.get_property_by_column(c).key)
+            for c in mapper.primary_key
+        ]
+        matched = select(*pk)
         if self.where:
-            stmt = stmt.where(and_(*self.where))
-        return stmt
+            matched = matched.where(and_(*self.where))
+        # Through a derived table: MySQL refuses a subquery on the table it updates.
+        keys = matched.subquery()
+        statements: list[Any] = []
+        for owner in mapper.iterate_to_root():
+            group = by_table.pop(owner.local_table, None)
+            if group is None:
+                continue
+            owner_table: Any = owner.local_table
+            # Each table's own key columns (a joined subclass's key is a foreign
+            # key to its parent's, with the same values).
+            owner_pk: list[Any] = list(owner_table.primary_key.columns)
+            target: Any = tuple_(*owner_pk) if len(owner_pk) > 1 else owner_pk[0]
+            ids = select(*keys.c)
+            statements.append(
+                update(owner.class_).where(target.in_(ids)).values(**group)
+            )
+        return statements
 
     def delete_statement(self) -> Any:
         self.refuse_if_sliced("delete")
@@ -334,6 +436,11 @@ class RowLock:
 OrderTerm = str | OrderBy
 
 
+def _labelled(column: Any, name: str) -> Any:
+    """A related field's subquery, named as asked (``author__name``)."""
+    return column.label(name) if lookups.LOOKUP_SEP in name else column
+
+
 def _flip(field: OrderTerm) -> OrderTerm:
     if isinstance(field, OrderBy):
         return field.reversed()
@@ -341,14 +448,21 @@ def _flip(field: OrderTerm) -> OrderTerm:
 
 
 def order_clauses(
-    model: type[Any], fields: Iterable[OrderTerm]
+    model: type[Any],
+    fields: Iterable[OrderTerm],
+    annotations: Mapping[str, Any] | None = None,
 ) -> list[ColumnElement[Any]]:
     clauses: list[ColumnElement[Any]] = []
     for field in fields:
         if isinstance(field, OrderBy):
             clauses.extend(field.clauses(model))
             continue
-        column = lookups.column_of(model, field.removeprefix("-"), "order_by()")
+        name = field.removeprefix("-")
+        column = (
+            annotations[name]
+            if annotations and name in annotations
+            else lookups.field_column(model, name, "order_by()")
+        )
         clauses.append(column.desc() if field.startswith("-") else column.asc())
     return clauses
 

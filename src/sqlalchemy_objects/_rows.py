@@ -49,8 +49,23 @@ async def fetch_for_get(
     session: AsyncSession, query: Query, lock: Lock = None
 ) -> list[Any]:
     """The rows ``get()`` looks at (at most MAX_GET_RESULTS)."""
-    result = await session.scalars(query.get_statement(lock))
-    return list(result.all())
+    return await objects(session, query.get_statement(lock), query)
+
+
+async def objects(session: AsyncSession, stmt: Select[Any], query: Query) -> list[Any]:
+    """The objects *stmt* (made from *query*) selects, each with its
+    ``annotate()`` values set as attributes."""
+    if not query.annotations:
+        return list((await session.scalars(stmt)).all())
+    found: list[Any] = []
+    for row in (await session.execute(stmt)).all():
+        obj = row[0]
+        for (name, agg, _, read_from), value in zip(
+            query.annotations, row[1:], strict=True
+        ):
+            setattr(obj, name, agg.convert_annotation(value, read_from))
+        found.append(obj)
+    return found
 
 
 async def first_or_none(
@@ -61,10 +76,15 @@ async def first_or_none(
     return None if not rows else one(query.model, rows, lookup)
 
 
-async def fetch_all(target: Target, stmt: Select[Any]) -> list[Any]:
-    """Every object *stmt* selects, read on *target*."""
+async def fetch_all(
+    target: Target, stmt: Select[Any], query: Query | None = None
+) -> list[Any]:
+    """Every object *stmt* selects, read on *target* (with *query*'s
+    annotations, if it has any)."""
 
     async def work(session: AsyncSession) -> list[Any]:
+        if query is not None:
+            return await objects(session, stmt, query)
         return list((await session.scalars(stmt)).all())
 
     return await read(target, work)

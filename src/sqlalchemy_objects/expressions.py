@@ -21,10 +21,14 @@ from sqlalchemy import (
     case,
     distinct,
     func,
+    inspect,
     literal,
     or_,
+    select,
     true,
 )
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.util import ClauseAdapter
 
 from . import lookups
 
@@ -344,15 +348,22 @@ class Aggregate:
 
     function: ClassVar[str] = ""
 
-    __slots__ = ("distinct", "field")
+    __slots__ = ("distinct", "field", "filter")
 
-    def __init__(self, field: str, *, distinct: bool = False) -> None:
+    def __init__(
+        self, field: str, *, distinct: bool = False, filter: Q | None = None
+    ) -> None:
         if not isinstance(field, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(
                 f"{type(self).__name__}() takes a field name, not {field!r}"
             )
+        if filter is not None and not isinstance(filter, Q):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"{type(self).__name__}(filter=...) takes a Q, not {filter!r}"
+            )
         self.field = field
         self.distinct = distinct
+        self.filter = filter
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.field!r})"
@@ -383,6 +394,95 @@ class Aggregate:
         """Turn the driver's value into what Django returns."""
         return value
 
+    # -- annotate() ---------------------------------------------------------------
+
+    def annotation(self, model: type[Any]) -> tuple[ColumnElement[Any], Any]:
+        """The per-row value of ``annotate(name=self)`` on *model*, and the
+        model whose column it reads (for :meth:`convert`).
+
+        Over a relationship (``Count("books")``, ``Sum("books__pages")``) it is
+        a correlated subquery over the related rows: one aggregate per row, and
+        several annotations over different relationships never multiply each
+        other's rows (Django's JOINs do). Over a column of the row itself it is
+        that row's own value, as Django's GROUP BY the row gives.
+        """
+        name = type(self).__name__
+        parts = self.field.split(lookups.LOOKUP_SEP)
+        mapper = lookups.mapper_of(model)
+        prop = mapper.relationships.get(parts[0])
+        if prop is None:
+            if self.filter is not None:
+                raise NotImplementedError(
+                    f"{name}(filter=...) is supported over relationships only."
+                )
+            return self._own_value(model), model
+        if len(parts) > 2:
+            raise NotImplementedError(
+                f"{name}({self.field!r}): one relationship step, then a field."
+            )
+        target = prop.mapper.class_
+        related = aliased(target)
+        owner = aliased(model)
+        if len(parts) == 2:
+            operand: Any = getattr(
+                related, lookups.column_of(target, parts[1], f"{name}()").key
+            )
+        else:
+            pk = lookups.mapper_of(target).primary_key[0]
+            operand = getattr(
+                related, lookups.mapper_of(target).get_property_by_column(pk).key
+            )
+        stmt = (
+            select(self.apply(operand))
+            .select_from(owner)
+            .join(getattr(owner, parts[0]).of_type(related))
+            .where(
+                and_(
+                    *(
+                        getattr(owner, mapper.get_property_by_column(c).key)
+                        == getattr(model, mapper.get_property_by_column(c).key)
+                        for c in mapper.primary_key
+                    )
+                )
+            )
+        )
+        if self.filter is not None:
+            stmt = stmt.where(self._related_filter(parts[0], target, related))
+        return stmt.scalar_subquery(), target
+
+    def _own_value(self, model: type[Any]) -> ColumnElement[Any]:
+        column = self.column(model)
+        value: ColumnElement[Any] = column
+        return value
+
+    def _related_filter(self, path: str, target: type[Any], related: Any) -> Any:
+        """``filter=Q(books__pages__gt=100)``: the condition on the related row."""
+        assert self.filter is not None
+        prefix = f"{path}{lookups.LOOKUP_SEP}"
+        pairs: list[tuple[str, Any]] = []
+        for child in self.filter.children:
+            if (
+                isinstance(child, Q)
+                or self.filter.connector != AND
+                or self.filter.negated
+                or not child[0].startswith(prefix)
+            ):
+                raise NotImplementedError(
+                    f"{type(self).__name__}(filter=...) takes a Q of lookups through "
+                    f"{path!r} ({path}__field=...), ANDed together."
+                )
+            pairs.append((child[0].removeprefix(prefix), child[1]))
+        condition = lookups.build_where(target, pairs, same_row=True)
+        return ClauseAdapter(inspect(related).selectable).traverse(condition)
+
+    def convert_annotation(self, value: Any, model: type[Any]) -> Any:
+        """The annotated value as Django gives it; *model* is the one whose
+        column was read (the related model's, over a relationship)."""
+        parts = self.field.split(lookups.LOOKUP_SEP)
+        if len(parts) == 1 or isinstance(self, Count):
+            return self.convert(value, model)
+        return type(self)(parts[-1]).convert(value, model)
+
 
 class Count(Aggregate):
     """The number of non-NULL values (``Count("*")``: the number of rows)."""
@@ -397,6 +497,13 @@ class Count(Aggregate):
 
     def convert(self, value: Any, model: type[Any]) -> Any:
         return int(value or 0)
+
+    def _own_value(self, model: type[Any]) -> ColumnElement[Any]:
+        if self.field == "*":
+            return literal(1)
+        column = self.column(model)
+        counted: ColumnElement[Any] = case((column.is_(None), 0), else_=1)
+        return counted
 
 
 class Sum(Aggregate):

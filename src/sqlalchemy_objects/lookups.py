@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+import sqlalchemy.orm
 from sqlalchemy import (
     Boolean,
     ColumnElement,
@@ -35,6 +36,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapper, RelationshipProperty
 
 from ._prep import prep_value
+from ._transforms import TRANSFORMS, applies
 from .exceptions import ConfigurationError, FieldError
 
 LOOKUP_SEP: Final = "__"
@@ -219,6 +221,12 @@ def _prep_operand(
     return prep_value(model, name, column_type, value)
 
 
+def _subquery_of(value: Any) -> Any:
+    """The ``SELECT pk`` of a QuerySet given as an ``__in`` value, or None."""
+    as_subquery = getattr(value, "as_subquery", None)
+    return None if as_subquery is None else as_subquery()
+
+
 def _single_foreign_key(model: type[Any], prop: Any) -> str | None:
     """The attribute of the one local foreign key column of a many-to-one
     relationship, or None for any other kind."""
@@ -376,6 +384,10 @@ def _resolve(
             present = attr.any() if prop.uselist else attr.has()
             return ~present if value else present  # type: ignore[no-any-return]
         local = _single_foreign_key(model, prop)
+        subquery = _subquery_of(value) if op == "in" else None
+        if local is not None and subquery is not None:
+            # author__in=Author.objects.filter(...): one statement, no round trip
+            return getattr(model, local).in_(subquery)  # type: ignore[no-any-return]
         if local is not None and op in {"exact", "in"}:
             # Django: a related object or its primary key, by the local column.
             return _resolve(
@@ -395,6 +407,20 @@ def _resolve(
                 valid=sorted(prop.mapper.attrs.keys()),
             )
         return attr == value  # type: ignore[no-any-return]
+    column_type = prop.columns[0].type
+    column: Any = attr
+    if rest and rest[0] in TRANSFORMS:
+        if not applies(rest[0], column_type):
+            raise FieldError(
+                f"Unsupported lookup {rest[0]!r} for {model.__name__}.{name} "
+                f"({type(column_type).__name__}) in {full!r} on {root.__name__}.",
+                model=root,
+                name=full,
+                valid=sorted(OPERATORS),
+            )
+        column = TRANSFORMS[rest[0]](attr)
+        column_type = column.type
+        rest = rest[1:]
     if len(rest) > 1 or (rest and rest[0] not in OPERATORS):
         bad = LOOKUP_SEP.join(rest)
         raise FieldError(
@@ -410,14 +436,15 @@ def _resolve(
     if expression is not None and op in _EXPRESSION_OPS:
         # F("field"): a column of the queried model (Django's rule), which
         # an EXISTS through a relationship sees by correlation.
-        return OPERATORS[op](attr, expression(root))
+        return OPERATORS[op](column, expression(root))
+    subquery = _subquery_of(value) if op == "in" else None
+    if subquery is not None:
+        return column.in_(subquery)  # type: ignore[no-any-return]
     _check_value(root, name, op, value)
-    column = attr
-    column_type = prop.columns[0].type
     if op in _TEXT_OPS:
         if not isinstance(column_type, String):
             # Django casts the column for text lookups on other types.
-            column = cast(attr, String())
+            column = cast(column, String())
         if not isinstance(value, str):
             value = str(value)
     else:
@@ -561,6 +588,62 @@ def update_values(model: type[Any], values: Mapping[str, Any]) -> dict[str, Any]
             continue
         columns[column_of(model, name, "update()").key] = value
     return columns
+
+
+def field_column(model: type[Any], name: str, what: str) -> Any:
+    """The column *name* of *model*, or, for ``author__name``, the column of
+    a row reached through many-to-one relationships (Django's ``values()`` and
+    ``order_by()`` across relationships), as a correlated scalar subquery: it
+    is NULL where a link is missing and never duplicates rows. A to-many step
+    raises FieldError (it would need a row per related row)."""
+    if not isinstance(name, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(
+            f"{what} takes field names as strings, not {name!r}"
+            + (f" (say {name.key!r})" if hasattr(name, "key") else "")
+        )
+    parts = name.split(LOOKUP_SEP)
+    if len(parts) == 1:
+        return column_of(model, name, what)
+    hops: list[tuple[Any, Any, Any]] = []  # (relationship, owner, target alias)
+    owner: Any = model
+    current = model
+    for part in parts[:-1]:
+        prop = mapper_of(current).relationships.get(part)
+        if prop is None or prop.uselist:
+            valid = sorted(
+                key
+                for key, rel in mapper_of(current).relationships.items()
+                if not rel.uselist
+            )
+            kind = (
+                "a to-many relationship" if prop is not None else "not a relationship"
+            )
+            raise FieldError(
+                f"Cannot resolve {name!r} in {what} on {model.__name__}: {part!r} of "
+                f"{current.__name__} is {kind}; only many-to-one steps are "
+                f"supported here. Choices are: {', '.join(valid)}.",
+                model=model,
+                name=name,
+                valid=valid,
+            )
+        target = sqlalchemy.orm.aliased(prop.mapper.class_)
+        hops.append((prop, owner, target))
+        owner = target
+        current = prop.mapper.class_
+    last = column_of(current, parts[-1], what)
+    expression: Any = getattr(owner, last.key)
+    for prop, hop_owner, target in reversed(hops):
+        owner_mapper = mapper_of(prop.parent.class_)
+        target_mapper = prop.mapper
+        condition = and_(
+            *(
+                getattr(target, target_mapper.get_property_by_column(remote).key)
+                == getattr(hop_owner, owner_mapper.get_property_by_column(local).key)
+                for local, remote in prop.local_remote_pairs
+            )
+        )
+        expression = select(expression).where(condition).scalar_subquery()
+    return expression
 
 
 def is_partial(index: Any) -> bool:

@@ -167,6 +167,10 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
         """Return a QuerySet in descending primary-key order."""
         return self.get_queryset().reverse()
 
+    def annotate(self, *args: Aggregate, **kwargs: Aggregate) -> QuerySet[ModelT]:
+        """Return a QuerySet with aggregates per row; see :meth:`QuerySet.annotate`."""
+        return self.get_queryset().annotate(*args, **kwargs)
+
     def none(self) -> QuerySet[ModelT]:
         """Return a QuerySet that matches nothing (no statement is sent)."""
         return self.get_queryset().none()

@@ -131,6 +131,29 @@ class QuerySet(Generic[ModelT]):
         """Return a QuerySet in the opposite order (by primary key if unordered)."""
         return self._clone(self._query.reverse())
 
+    def annotate(self, *args: Aggregate, **kwargs: Aggregate) -> Self:
+        """Return a QuerySet whose objects carry the aggregates as attributes:
+        ``Author.objects.annotate(n=Count("books")).filter(n__gt=1)``.
+
+        Over a relationship each value is a correlated subquery over the
+        related rows (``Count("books", distinct=True)``,
+        ``Sum("books__pages", filter=Q(books__pages__gt=100))``), so several
+        annotations never inflate each other as Django's JOINs can. The names
+        can be filtered on (``n__gte=2``), ordered by and asked of
+        ``values()``. Positional aggregates are named as Django names them
+        (``books__count``).
+        """
+        named: dict[str, Aggregate] = {}
+        for agg in args:
+            if not isinstance(agg, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(f"annotate() takes Count/Sum/Avg/Min/Max, not {agg!r}")
+            named[agg.default_alias] = agg
+        for name, agg in kwargs.items():
+            if name in named:
+                raise ValueError(f"The annotation {name!r} is given twice.")
+            named[name] = agg
+        return self._clone(self._query.annotate(named))
+
     def none(self) -> Self:
         """Return a QuerySet that matches nothing; running it sends no
         statement (Django's ``none()``)."""
@@ -226,6 +249,11 @@ class QuerySet(Generic[ModelT]):
         """The SQLAlchemy ``Select`` this QuerySet stands for (the escape hatch)."""
         return self._query.statement()
 
+    def as_subquery(self) -> Select[Any]:
+        """``SELECT pk`` of the matching rows: what ``field__in=qs`` compares
+        with, inside the one statement (Django's nested QuerySet)."""
+        return self._query.columns_statement(["pk"], "a subquery")
+
     def _resolve(self) -> Target:
         return resolve(self.model, self._target)
 
@@ -249,7 +277,7 @@ class QuerySet(Generic[ModelT]):
         if self._query.empty:
             return []
         stmt = self.statement
-        return await _rows.fetch_all(self._target_for_locks(), stmt)
+        return await _rows.fetch_all(self._target_for_locks(), stmt, self._query)
 
     def __aiter__(self) -> AsyncIterator[ModelT]:
         """``async for obj in qs``: stream the rows.
@@ -277,7 +305,7 @@ class QuerySet(Generic[ModelT]):
         if self._query.empty:
             return
         target = self._target_for_locks()
-        if not isinstance(target, Database):
+        if not isinstance(target, Database) or self._query.annotations:
             for obj in await self._fetch_all():
                 yield obj
             return
@@ -354,8 +382,12 @@ class QuerySet(Generic[ModelT]):
         return rows[0] if rows else None
 
     async def values(self, *fields: str) -> list[dict[str, Any]]:
-        """Return the rows as dicts of *fields* (every column if none is named)."""
-        names = fields or tuple(lookups.mapper_of(self.model).column_attrs.keys())
+        """Return the rows as dicts of *fields* (every column, and every
+        annotation, if none is named)."""
+        names = fields or (
+            *lookups.mapper_of(self.model).column_attrs.keys(),
+            *self._query.annotation_columns(),
+        )
         rows = await self._column_rows(names, "values()")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -392,7 +424,24 @@ class QuerySet(Generic[ModelT]):
             rows: Sequence[Sequence[Any]] = (await session.execute(stmt)).all()
             return rows
 
-        return await read(self._resolve(), work)
+        rows = await read(self._resolve(), work)
+        annotated = {
+            i: (agg, read_from)
+            for i, name in enumerate(names)
+            for annotation, agg, _, read_from in self._query.annotations
+            if annotation == name
+        }
+        if not annotated:
+            return rows
+        return [
+            tuple(
+                annotated[i][0].convert_annotation(v, annotated[i][1])
+                if i in annotated
+                else v
+                for i, v in enumerate(row)
+            )
+            for row in rows
+        ]
 
     async def in_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
@@ -434,10 +483,15 @@ class QuerySet(Generic[ModelT]):
     async def update(self, **values: Any) -> int:
         """Set *values* on every matching row in one UPDATE; return the number of
         rows matched. Objects of the session are brought up to date."""
-        stmt = self._query.update_statement(values)
+        statements = self._query.update_statements(values)
         if self._query.empty:
             return 0
-        return await write(self._resolve(), lambda session: _rowcount(session, stmt))
+
+        async def work(session: AsyncSession) -> int:
+            counts = [await _rowcount(session, stmt) for stmt in statements]
+            return counts[0]
+
+        return await write(self._resolve(), work)
 
     async def delete(self) -> tuple[int, dict[str, int]]:
         """Delete every matching row in one DELETE; return ``(count, {model: count})``

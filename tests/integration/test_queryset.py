@@ -26,7 +26,7 @@ from sqlalchemy_objects import (
     TransactionManagementError,
 )
 from tests.conftest import StatementLog
-from tests.models import Article, Counter, Item, Note, Tag, User
+from tests.models import Animal, Article, Counter, Dog, Item, Note, Tag, User
 
 
 async def make_users() -> list[User]:
@@ -119,7 +119,7 @@ async def test_order_by_and_reverse(db: Database) -> None:
     assert names(await User.objects.order_by("-pk")) == ["dee", "cy", "bob", "ann"]
     with pytest.raises(FieldError, match="'articles' into a column of User"):
         User.objects.order_by("articles")
-    with pytest.raises(FieldError, match="Related fields are not supported"):
+    with pytest.raises(FieldError, match="'author' of User is not a relationship"):
         User.objects.order_by("author__name")
 
 
@@ -1150,3 +1150,196 @@ async def test_get_or_create_on_a_field_with_a_partial_unique_index(
     )
     again, created_again = await Counter.objects.get_or_create(code="x")
     assert (created, created_again, again.id) == (True, False, first.id)
+
+
+DATE_PARTS = {
+    # 2021-01-03 is a Sunday in ISO week 53 of 2020; 2024-07-15 a Monday.
+    "sun": (dt.datetime(2021, 1, 3, 10, 20, 30), dt.date(2021, 1, 3)),
+    "mon": (dt.datetime(2024, 7, 15, 23, 59, 59, 500000), dt.date(2024, 7, 15)),
+}
+
+
+@pytest.mark.parametrize(
+    ("lookup", "value", "expected"),
+    [
+        ("seen__year", 2021, ["sun"]),
+        ("seen__year__gte", 2022, ["mon"]),
+        ("seen__iso_year", 2020, ["sun"]),
+        ("seen__quarter", 3, ["mon"]),
+        ("seen__month__in", [1, 7], ["mon", "sun"]),
+        ("seen__week", 53, ["sun"]),
+        ("seen__week", 29, ["mon"]),
+        ("seen__week_day", 1, ["sun"]),  # Django: 1 = Sunday
+        ("seen__iso_week_day", 1, ["mon"]),  # ISO: 1 = Monday
+        ("seen__iso_week_day", 7, ["sun"]),
+        ("seen__day", 15, ["mon"]),
+        ("seen__hour__lt", 12, ["sun"]),
+        ("seen__minute", 59, ["mon"]),
+        ("seen__second", 59, ["mon"]),
+        ("seen__second", "30", ["sun"]),  # prepared as a number
+        ("seen__date", dt.date(2024, 7, 15), ["mon"]),
+        ("seen__date__gt", "2022-01-01", ["mon"]),
+        ("seen__date__range", (dt.date(2021, 1, 1), dt.date(2021, 1, 31)), ["sun"]),
+        ("day__year", 2024, ["mon"]),
+        ("day__week_day", 2, ["mon"]),
+        ("day__week", 53, ["sun"]),
+        ("seen__year__isnull", True, ["none"]),
+    ],
+)
+async def test_date_transforms(
+    db: Database, lookup: str, value: Any, expected: list[str]
+) -> None:
+    """Django's date and time transforms, chained with lookups, with Django's
+    numbering, the same on every backend."""
+    for name, (seen, day) in DATE_PARTS.items():
+        await Counter.objects.create(name=name, seen=seen, day=day)
+    await Counter.objects.create(name="none")
+    assert await item_names(Counter.objects.filter(**{lookup: value})) == expected
+
+
+async def test_date_transforms_refuse_what_a_type_has_not(db: Database) -> None:
+    with pytest.raises(FieldError, match=r"Unsupported lookup 'hour' for Counter\.day"):
+        Counter.objects.filter(day__hour=1)
+    with pytest.raises(
+        FieldError, match=r"Unsupported lookup 'year' for Counter\.name"
+    ):
+        Counter.objects.filter(name__year=2020)
+    with pytest.raises(ValueError, match=r"expected a number"):
+        Counter.objects.filter(seen__year="soon")
+
+
+async def test_values_and_order_by_across_relationships(db: Database) -> None:
+    """Django's ``values("author__username")`` and ``order_by("author__username")``
+    through many-to-one steps (a missing link gives None); a to-many step and
+    a column object are refused with a clear error."""
+    ann = await User.objects.create(username="ann")
+    zed = await User.objects.create(username="zed")
+    await Article.objects.create(title="b", author_id=zed.id)
+    await Article.objects.create(title="a", author_id=ann.id)
+    rows = await Article.objects.order_by("author__username").values(
+        "title", "author__username"
+    )
+    assert rows == [
+        {"title": "a", "author__username": "ann"},
+        {"title": "b", "author__username": "zed"},
+    ]
+    assert await Article.objects.order_by("-author__username").values_list(
+        "title", flat=True
+    ) == ["b", "a"]
+    await items_with_tags(db)
+    pairs = await Item.objects.order_by("name").values_list(
+        "name", "parent__parent__name"
+    )
+    assert pairs == [
+        ("blue", None),
+        ("child", None),
+        ("grand", None),
+        ("kid", "grand"),
+        ("plain", None),
+        ("red", None),
+    ]
+    with pytest.raises(FieldError, match="'tags' of Item is a to-many relationship"):
+        await Item.objects.values_list("tags__name")
+    with pytest.raises(TypeError, match=r"takes field names as strings.*'title'"):
+        await Article.objects.values_list(Article.title)  # type: ignore[call-overload]
+
+
+async def test_update_on_a_joined_inheritance_subclass(db: Database) -> None:
+    """Django: ``Dog.objects.filter(...).update(name=..., breed=...)`` sets the
+    parent table's column and the child's, on the matching rows only."""
+    rex = await Dog.objects.create(name="rex", breed="pug")
+    await Dog.objects.create(name="fido", breed="pug")
+    await Animal.objects.create(name="rex")  # an Animal, not a Dog: untouched
+    matched = await Dog.objects.filter(name="rex").update(name="max", breed="lab")
+    assert matched == 1
+    assert await Dog.objects.order_by("name").values_list("name", "breed") == [
+        ("fido", "pug"),
+        ("max", "lab"),
+    ]
+    assert (await Dog.objects.get(name="max")).animal_id == rex.animal_id
+    assert await Animal.objects.order_by("name").values_list("name", flat=True) == [
+        "fido",
+        "max",
+        "rex",
+    ]
+    assert await Dog.objects.filter(breed="pug").update(name="pugs") == 1
+    assert await Dog.objects.filter(name="nobody").update(name="x", breed="y") == 0
+
+
+async def test_a_queryset_as_a_lookup_value_is_a_subquery(
+    db: Database, sql: StatementLog
+) -> None:
+    """``author__in=User.objects.filter(...)``: one statement, no round trip."""
+    ann = await User.objects.create(username="ann", age=30)
+    bob = await User.objects.create(username="bob", age=20)
+    await Article.objects.create(title="a", author_id=ann.id)
+    await Article.objects.create(title="b", author_id=bob.id)
+    selects = sql.count(lambda s: s.lstrip().startswith("SELECT"))
+    adults = User.objects.filter(age__gte=25)
+    titles = await Article.objects.filter(author__in=adults).values_list(
+        "title", flat=True
+    )
+    assert titles == ["a"]
+    assert sql.count(lambda s: s.lstrip().startswith("SELECT")) == selects + 1
+    assert await User.objects.filter(id__in=adults).count() == 1
+    assert await Article.objects.filter(author__in=User.objects.none()).count() == 0
+    assert await Article.objects.exclude(author__in=adults).count() == 1
+
+
+async def test_annotate(db: Database) -> None:
+    """Django's annotate(): aggregates over a relationship per row, with
+    distinct= and filter=, then filtered on, ordered by and read back."""
+    ann = await User.objects.create(username="ann", age=30)
+    bob = await User.objects.create(username="bob", age=20)
+    await User.objects.create(username="cy", age=40)
+    for title, author, published in (
+        ("a1", ann, True),
+        ("a2", ann, False),
+        ("a3", ann, True),
+        ("b1", bob, True),
+    ):
+        await Article.objects.create(
+            title=title, author_id=author.id, published=published
+        )
+    # Annotations are attributes added at run time: typed as Any here.
+    users: list[Any] = await User.objects.annotate(
+        n=Count("articles"),
+        shown=Count("articles", filter=Q(articles__published=True)),
+    ).order_by("-n", "username")
+    assert [(u.username, u.n, u.shown) for u in users] == [
+        ("ann", 3, 2),
+        ("bob", 1, 1),
+        ("cy", 0, 0),
+    ]
+    busy = User.objects.annotate(n=Count("articles")).filter(n__gte=2)
+    assert [u.username for u in await busy] == ["ann"]
+    assert await busy.count() == 1
+    bob_counted: Any = await User.objects.annotate(Count("articles")).get(
+        username="bob"
+    )
+    assert bob_counted.articles__count == 1
+    # Two annotations over different relationships do not multiply each other.
+    await items_with_tags(db)
+    tagged: list[Any] = await Item.objects.annotate(
+        tags_n=Count("tags"), kids=Count("tags__id", distinct=True)
+    ).filter(name="red")
+    assert [(i.tags_n, i.kids) for i in tagged] == [(2, 2)]
+    rows = (
+        await User.objects.annotate(n=Count("articles"))
+        .order_by("username")
+        .values("username", "n")
+    )
+    assert rows == [
+        {"username": "ann", "n": 3},
+        {"username": "bob", "n": 1},
+        {"username": "cy", "n": 0},
+    ]
+    oldest: Any = (
+        await Article.objects.annotate(age=Max("author__age"))
+        .order_by("-age", "title")
+        .first()
+    )
+    assert oldest is not None
+    assert (oldest.title, oldest.age) == ("a1", 30)
+    with pytest.raises(ValueError, match="conflicts with a field"):
+        User.objects.annotate(age=Count("articles"))
