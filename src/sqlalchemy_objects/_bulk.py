@@ -16,7 +16,7 @@ from . import lookups
 from ._dialects import backend_of
 from ._query import Query
 from ._routing import Target, resolve, write
-from ._rows import fetch_all
+from ._rows import fetch_all, refuse_unless_positive
 
 #: Values per statement in in_bulk(): far below every backend's bind-parameter
 #: limit (SQLite 32,766, asyncpg 32,767).
@@ -299,14 +299,10 @@ def _check_options(
     unique_fields: Sequence[str] | None,
 ) -> None:
     name = model.__name__
-    if batch_size is not None and (
-        not isinstance(batch_size, int)  # pyright: ignore[reportUnnecessaryIsInstance]
-        or isinstance(batch_size, bool)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"bulk_create(batch_size=...) must be a positive int, not {batch_size!r}"
-        )
+    refuse_unless_positive(
+        batch_size,
+        f"bulk_create(batch_size=...) must be a positive int, not {batch_size!r}",
+    )
     if ignore_conflicts and update_conflicts:
         raise ValueError(
             "ignore_conflicts and update_conflicts are mutually exclusive."

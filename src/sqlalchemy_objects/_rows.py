@@ -8,7 +8,7 @@ session comes from is :mod:`._routing`'s business.
 from __future__ import annotations
 
 import inspect as _inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, inspect, null
@@ -123,6 +123,38 @@ def _keep_explicit_nulls(obj: Any, values: Mapping[str, Any]) -> None:
         column = columns[key].columns[0]
         if column.default is not None or column.server_default is not None:
             setattr(obj, key, null())  # loaded back by the refresh below
+
+
+def refuse_unless_positive(value: Any, message: str) -> None:
+    """ValueError(*message*) unless *value* is None or an int >= 1 (not a bool)."""
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or value < 1
+    ):
+        raise ValueError(message)
+
+
+def annotated_rows(
+    query: Query, names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> Sequence[Sequence[Any]]:
+    """*rows* of ``values()`` / ``values_list()`` over *names*, each
+    annotation's value as Django gives it (``Count`` an int, ...)."""
+    annotated = {
+        i: (agg, read_from)
+        for i, name in enumerate(names)
+        for annotation, agg, _, read_from in query.annotations
+        if annotation == name
+    }
+    if not annotated:
+        return rows
+    return [
+        tuple(
+            annotated[i][0].convert_annotation(v, annotated[i][1])
+            if i in annotated
+            else v
+            for i, v in enumerate(row)
+        )
+        for row in rows
+    ]
 
 
 async def resolve_values(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -294,14 +294,9 @@ class QuerySet(Generic[ModelT]):
         ``aiterator()``. In autocommit mode they come from one read
         transaction; inside a session they are fetched at once (the session's
         connection must stay free for the loop body's own queries)."""
-        if chunk_size is not None and (
-            not isinstance(chunk_size, int)  # pyright: ignore[reportUnnecessaryIsInstance]
-            or isinstance(chunk_size, bool)
-            or chunk_size < 1
-        ):
-            raise ValueError(
-                f"Chunk size must be strictly positive, not {chunk_size!r}."
-            )
+        _rows.refuse_unless_positive(
+            chunk_size, f"Chunk size must be strictly positive, not {chunk_size!r}."
+        )
         if self._query.empty:
             return
         target = self._target_for_locks()
@@ -425,23 +420,7 @@ class QuerySet(Generic[ModelT]):
             return rows
 
         rows = await read(self._resolve(), work)
-        annotated = {
-            i: (agg, read_from)
-            for i, name in enumerate(names)
-            for annotation, agg, _, read_from in self._query.annotations
-            if annotation == name
-        }
-        if not annotated:
-            return rows
-        return [
-            tuple(
-                annotated[i][0].convert_annotation(v, annotated[i][1])
-                if i in annotated
-                else v
-                for i, v in enumerate(row)
-            )
-            for row in rows
-        ]
+        return _rows.annotated_rows(self._query, names, rows)
 
     async def in_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
