@@ -23,6 +23,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo needs the package and, for a DATABASE_URL, its server drivers:
+# not the tools. After the first time it starts at once.
+DEMO_STAMP := $(VENV)/.demo-installed
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[postgresql,mysql]'
+	touch $(DEMO_STAMP)
+
 fmt: install
 	$(BIN)/ruff format src tests benchmarks examples
 	$(BIN)/ruff check --fix src tests benchmarks examples
@@ -67,7 +75,7 @@ bench: install services
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-demo: install
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
 demo-api: install

@@ -163,6 +163,22 @@ class Counter(Base):
         self.name = value.lower()
 
 
+class Event(Base):
+    """Keyset pagination: non-null ordering columns of several types, with an
+    index on (at, id)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(16))
+    score: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    level: Mapped[Level] = mapped_column(Enum(Level))
+    note: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_events_at_id", "at", "id"),)
+
+
 item_tags = Table(
     "item_tags",
     Base.metadata,

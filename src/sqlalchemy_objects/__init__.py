@@ -17,7 +17,7 @@ from .exceptions import (
 )
 from .expressions import Avg, Count, F, Max, Min, Q, Sum
 from .manager import Manager, ManagerMixin
-from .queryset import QuerySet
+from .queryset import Page, QuerySet
 from .session import current_session
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "MultipleObjectsReturned",
     "ObjectDoesNotExist",
     "ObjectsError",
+    "Page",
     "Q",
     "QuerySet",
     "Sum",

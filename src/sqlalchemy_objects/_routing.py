@@ -25,6 +25,15 @@ _R = TypeVar("_R")
 Target = AsyncSession | Database
 
 
+def declarative_base(model: type[Any]) -> type[Any]:
+    """The class *model*'s tables are declared on (the one holding its
+    ``metadata``: a DeclarativeBase subclass, or SQLModel): what to bind."""
+    for klass in reversed(model.__mro__):
+        if "metadata" in vars(klass) and klass is not model:
+            return klass
+    return model
+
+
 def resolve(model: type[Any], explicit: Target | None) -> Target:
     """The session or Database a call on *model* runs on."""
     if explicit is not None:
@@ -35,7 +44,8 @@ def resolve(model: type[Any], explicit: Target | None) -> Target:
     db = bound_database(model)
     if db is None:
         raise ConfigurationError(
-            f"No session or database for {model.__name__}: call db.bind(Base) "
+            f"No session or database for {model.__name__}: call "
+            f"db.bind({declarative_base(model).__name__}) "
             'once at start-up, or run the call inside "async with db.session():", '
             "or pass one explicitly with .using(session_or_db)."
         )

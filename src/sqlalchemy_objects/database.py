@@ -23,7 +23,7 @@ from . import _dialects
 from ._engines import EngineSet, LoopEngine
 from ._execution import Executor, Progress
 from .exceptions import ConfigurationError
-from .session import enter_session, leave_session, shielded
+from .session import enter_session, leave_session, lifetime
 
 _R = TypeVar("_R")
 
@@ -78,20 +78,37 @@ class Database:
             if url is not None
             else os.environ.get("DATABASE_URL") or _dialects.DEFAULT_URL
         )
-        url_value, from_url = _dialects.pop_pgbouncer(_dialects.normalise_url(raw))
-        self.url: URL = url_value
-        #: A transaction-mode pooler (PgBouncer) sits between us and the server.
-        self.pgbouncer: bool = bool(from_url if pgbouncer is None else pgbouncer)
-        #: The backend's facts (what differs between PostgreSQL, MySQL, SQLite).
-        self.facts: _dialects.Backend = _dialects.backend_named(
-            self.url.get_backend_name()
-        )
-        self.backend: str = self.facts.name or self.url.get_backend_name()
         if sqlite_begin not in {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}:
             raise ConfigurationError(
                 "sqlite_begin must be 'DEFERRED', 'IMMEDIATE' or 'EXCLUSIVE', "
                 f"not {sqlite_begin!r}"
             )
+        self._sqlite_begin: _dialects.SqliteBegin = sqlite_begin
+        self._pgbouncer_choice = pgbouncer
+        self._engine_options = engine_options
+        self._configure(raw, engine_options)
+        #: The backend the engine options were given for.
+        self._options_backend = self.url.get_backend_name()
+        self._bases: list[type[Any]] = []
+        if fast_get_or_create is None:
+            fast_get_or_create = os.environ.get(FAST_PATH_ENV, "1") != "0"
+        #: get_or_create's one-statement miss path on PostgreSQL.
+        self.fast_get_or_create: bool = fast_get_or_create
+
+    def _configure(self, raw: str | URL, engine_options: dict[str, Any]) -> None:
+        """Set up everything that follows from the URL (its backend's facts,
+        the engine options, a fresh set of engines)."""
+        url_value, from_url = _dialects.pop_pgbouncer(_dialects.normalise_url(raw))
+        self._raw_url = raw
+        pgbouncer = self._pgbouncer_choice
+        #: A transaction-mode pooler (PgBouncer) sits between us and the server.
+        self.pgbouncer: bool = bool(from_url if pgbouncer is None else pgbouncer)
+        self.url: URL = url_value
+        #: The backend's facts (what differs between PostgreSQL, MySQL, SQLite).
+        self.facts: _dialects.Backend = _dialects.backend_named(
+            self.url.get_backend_name()
+        )
+        self.backend: str = self.facts.name or self.url.get_backend_name()
         if self.pgbouncer and self.backend != "postgresql":
             raise ConfigurationError(
                 f"pgbouncer=True is for PostgreSQL, not {self.backend!r} ({self!r})."
@@ -105,19 +122,34 @@ class Database:
                 options[key] = value
         isolation_chosen = "isolation_level" in engine_options
         facts = self.facts
+        sqlite_begin = self._sqlite_begin
+        url = self.url
 
         def make() -> LoopEngine:
-            engine = create_async_engine(self.url, **options)
+            try:
+                engine = create_async_engine(url, **options)
+            except ImportError as exc:
+                raise _dialects.missing_driver(url, exc) from exc
             facts.install(engine, sqlite_begin)
             return LoopEngine(engine, facts, isolation_chosen)
 
         # An engine per running event loop, none across fork() (_engines.py).
         self._engines = EngineSet(make)
-        self._bases: list[type[Any]] = []
-        if fast_get_or_create is None:
-            fast_get_or_create = os.environ.get(FAST_PATH_ENV, "1") != "0"
-        #: get_or_create's one-statement miss path on PostgreSQL.
-        self.fast_get_or_create: bool = fast_get_or_create
+
+    def point_at(self, url: str | URL) -> str | URL:
+        """Connect to *url* from now on; return the URL used before (as given).
+
+        What the pytest plugin does to an application's Database for a test
+        run (and undoes at its end). The engines made before are dropped (call
+        :meth:`dispose` first if they hold connections). Engine options given
+        to the constructor are used if *url* is on the backend they were given
+        for, and left out if not (they may not suit another driver).
+        """
+        old = self._raw_url
+        backend = _dialects.normalise_url(url).get_backend_name()
+        same = backend == self._options_backend
+        self._configure(url, self._engine_options if same else {})
+        return old
 
     # The running loop's engine and what is bound to it (see _engines.py).
 
@@ -259,14 +291,13 @@ class Database:
         the caller is rolled back when the block ends. For integrations that
         decide themselves when to commit (``SessionMiddleware``).
         """
-        session = self.sessionmaker()
-        token = enter_session(session)
-        try:
-            yield session
-        finally:
-            leave_session(token)
-            # close() rolls back whatever is still open and returns the connection.
-            await shielded(session.close())
+        # Closing rolls back whatever is still open and returns the connection.
+        async with lifetime(self.sessionmaker()) as session:
+            token = enter_session(session)
+            try:
+                yield session
+            finally:
+                leave_session(token)
 
 
 def bound_database(model: type[Any]) -> Database | None:

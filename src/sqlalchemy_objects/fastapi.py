@@ -5,9 +5,12 @@ WebSocket request inside a session, as ``async with db.session():`` would;
 ``Depends(session_dependency(db))`` does the same for the endpoints that ask for
 it and hands them the ``AsyncSession``. ``FastAPI(lifespan=lifespan(db))``
 creates tables at start-up if asked and closes the pool at shutdown.
+``install_exception_handlers(app)`` answers ``Model.DoesNotExist`` with 404 and
+``FieldError`` with 400, in FastAPI's ``{"detail": ...}`` shape.
 
-Nothing here imports FastAPI itself: the middleware is plain ASGI and the
-dependency is a plain async generator, so the module also works with Starlette.
+Nothing here imports FastAPI itself: the middleware is plain ASGI, the
+dependency a plain async generator and the exception handlers Starlette
+responses, so the module also works with Starlette.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .database import Database
+from .exceptions import FieldError, ObjectDoesNotExist
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,7 +30,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["SessionMiddleware", "lifespan", "session_dependency"]
+__all__ = [
+    "SessionMiddleware",
+    "install_exception_handlers",
+    "lifespan",
+    "session_dependency",
+]
 
 
 class SessionMiddleware:
@@ -112,3 +121,33 @@ def lifespan(
             await database.dispose()
 
     return _lifespan
+
+
+def install_exception_handlers(app: Any) -> None:
+    """Answer the library's lookup errors the way FastAPI answers its own.
+
+    - ``Model.DoesNotExist`` (any :class:`~sqlalchemy_objects.ObjectDoesNotExist`,
+      e.g. from ``await User.objects.get(id=user_id)``): **404** with
+      ``{"detail": "User not found"}``. The lookup's values are left out of
+      the body (they may be private); the server's log has the full message.
+    - :class:`~sqlalchemy_objects.FieldError` (an unknown field or lookup, as
+      from a client's ``?order_by=``): **400** with ``{"detail": <the error's
+      message, naming the model, the bad name and the valid ones>}``.
+
+    *app* is a FastAPI (or Starlette) application; nothing else changes. With
+    :class:`SessionMiddleware`, the request's writes are rolled back, as for
+    every response of 400 or more.
+    """
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        model = getattr(exc, "model", None)
+        name = model.__name__ if isinstance(model, type) else "Object"
+        return JSONResponse({"detail": f"{name} not found"}, status_code=404)
+
+    async def bad_field(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    app.add_exception_handler(ObjectDoesNotExist, not_found)
+    app.add_exception_handler(FieldError, bad_field)

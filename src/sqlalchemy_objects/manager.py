@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import exceptions
 from ._descriptor import ManagerDescriptor, no_instance_access
+from ._pages import Page
 from ._typing import ModelT, OwnerT
 from .database import Database
 from .expressions import Aggregate, Combinable, OrderBy, Q
@@ -92,6 +93,26 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
             self._bound_model.__name__ if self._bound_model is not None else "unbound"
         )
         return f"<{type(self).__name__} of {model}>"
+
+    if not TYPE_CHECKING:  # type checkers keep flagging unknown attributes
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached for attributes a Manager does not have.
+            if name == "delete":
+                model = self.__dict__.get("_bound_model")
+                label = model.__name__ if model is not None else "Model"
+                raise AttributeError(
+                    f"{label}.objects has no delete(), as in Django: delete some "
+                    f"rows with await {label}.objects.filter(...).delete(), or "
+                    f"every row with await {label}.objects.all().delete().",
+                    name=name,
+                    obj=self,
+                )
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}",
+                name=name,
+                obj=self,
+            )
 
     def get_queryset(self) -> QuerySet[ModelT]:
         """Return the QuerySet every method of this manager starts from."""
@@ -255,6 +276,10 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
         """Return the last row (by primary key unless the queryset is ordered)."""
         return await self.get_queryset().last()
 
+    async def paginate(self, after: str | None = None, size: int = 50) -> Page[ModelT]:
+        """One page of keyset pagination by primary key (see QuerySet.paginate)."""
+        return await self.get_queryset().paginate(after=after, size=size)
+
     async def update_or_create(
         self,
         defaults: Mapping[str, Any] | None = None,
@@ -353,8 +378,13 @@ class ManagerMixin:
     (and the parent model's, for inherited models).
     """
 
-    # No ClassVar: models may assign a custom manager or QuerySet.as_manager().
-    objects: ManagerDescriptor = _ObjectsDescriptor()
+    if TYPE_CHECKING:
+        # No ClassVar: models may assign a custom manager or QuerySet.as_manager().
+        objects: ManagerDescriptor = _ObjectsDescriptor()
+    else:
+        # Not annotated at run time: pydantic (SQLModel) would take an
+        # annotation of a base class for a field of the model.
+        objects = _ObjectsDescriptor()
     DoesNotExist: ClassVar[type[exceptions.ObjectDoesNotExist]] = (
         exceptions.ObjectDoesNotExist
     )

@@ -19,8 +19,10 @@ from typing import Any, Final, Generic, Literal, NoReturn, Self, TypeVar, overlo
 from sqlalchemy import ColumnElement, Select, false
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import _bulk, _get_or_create, _rows, lookups
+from . import _bulk, _get_or_create, _pages, _rows, lookups
 from ._descriptor import ManagerDescriptor, no_instance_access
+from ._dialects import backend_of
+from ._pages import Page as Page  # re-exported by the package
 from ._query import Query, RowLock
 from ._routing import Target, read, resolve, write
 from ._typing import ModelT
@@ -232,10 +234,15 @@ class QuerySet(Generic[ModelT]):
     def __getitem__(self, key: slice) -> Self:
         """``qs[a:b]``: LIMIT / OFFSET, lazily; slices of slices compose."""
         if not isinstance(key, slice):  # pyright: ignore[reportUnnecessaryIsInstance]
+            hint = "`await qs.first()`, or a slice: `await qs[a:b]` (a list)"
+            if isinstance(key, int) and key >= 0:
+                hint = (
+                    f"`(await qs[{key}:{key + 1}])[0]` (a list of at most one row)"
+                    + (" or `await qs.first()`" if key == 0 else "")
+                )
             raise TypeError(
                 f"QuerySet indices must be slices, not {type(key).__name__}: an "
-                "async QuerySet cannot fetch a row on indexing. Use "
-                f"`await qs[{key}:{key} + 1]` or `await qs.first()`."
+                f"async QuerySet cannot fetch a row on indexing. Use {hint}."
             )
         return self._clone(self._query.sliced_by(key))
 
@@ -369,6 +376,38 @@ class QuerySet(Generic[ModelT]):
         )
         rows = await qs[:1]._fetch_all()
         return rows[0] if rows else None
+
+    async def paginate(self, after: str | None = None, size: int = 50) -> Page[ModelT]:
+        """One page of keyset (cursor) pagination: the first *size* rows after
+        the cursor *after* (from the first row when None), in this QuerySet's
+        ordering with the primary key as tie-breaker.
+
+        ``page.items`` holds the rows and ``page.next`` the opaque cursor of the
+        next page (None on the last one). Pages follow the ordering columns'
+        values, not an OFFSET, so rows inserted or deleted meanwhile never make
+        a page repeat or skip a row, and an index on the ordering columns serves
+        every page alike. Order by the model's own non-nullable columns; a
+        cursor made under another ordering raises ``ValueError``.
+        """
+        if size is None:  # pyright: ignore[reportUnnecessaryComparison]
+            raise ValueError("paginate() size must be a positive integer, not None.")
+        _rows.refuse_unless_positive(
+            size, f"paginate() size must be a positive integer, not {size!r}."
+        )
+        self._query.refuse_if_sliced("paginate")
+        target = self._resolve()
+        backend = (
+            target.backend if isinstance(target, Database) else backend_of(target).name
+        )
+        ordering = _pages.keys(self.model, self._query.order, backend=backend)
+        query = self._query.replace(order=tuple(k.term for k in ordering))
+        if after is not None:
+            values = _pages.decode(ordering, after, self.model)
+            query = query.replace(where=(*query.where, _pages.after(ordering, values)))
+        rows = await self._clone(query, target)[: size + 1]._fetch_all()
+        items = rows[:size]
+        cursor = _pages.encode(ordering, items[-1]) if len(rows) > size else None
+        return Page(items, cursor)
 
     async def last(self) -> ModelT | None:
         """Return the last row in this QuerySet's order (by primary key if it has

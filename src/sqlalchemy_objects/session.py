@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar, Token
 from typing import Any, Final, TypeVar
 
@@ -102,6 +103,31 @@ def lock_for(session: AsyncSession) -> SessionLock:
     if lock is None:
         lock = session.info[_LOCK_KEY] = SessionLock()
     return lock
+
+
+class _Closing:
+    """``async with``: close a plain ``AsyncSession`` at the end, shielded."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def __aenter__(self) -> AsyncSession:
+        return self._session
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await shielded(self._session.close())
+
+
+def lifetime(session: AsyncSession) -> AbstractAsyncContextManager[AsyncSession]:
+    """The ``async with`` that holds *session* open: a session class of its own
+    keeps its own (the pytest plugin's sessions take turns on one connection
+    there); a plain ``AsyncSession`` is closed at the end, shielded from
+    cancellation."""
+    if type(session) is AsyncSession:
+        return _Closing(session)
+    return session
 
 
 async def shielded(coro: Coroutine[Any, Any, _T]) -> _T:

@@ -31,6 +31,7 @@ SPEC_NAMES = {
     "get",
     "create",
     "get_or_create",
+    "paginate",
 }
 
 

@@ -223,7 +223,7 @@ async def test_no_database_raises_configuration_error(tmp_path: Path) -> None:
 
     with pytest.raises(
         ConfigurationError,
-        match=r"No session or database for Thing: call db\.bind\(Base\)",
+        match=r"No session or database for Thing: call db\.bind\(Loose\)",
     ):
         await Thing.objects.get(id=1)
 

@@ -133,8 +133,20 @@ async def test_slicing_is_limit_and_offset(db: Database, sql: StatementLog) -> N
     assert names(await qs[1:][1:2]) == ["cy"]  # slices compose
     assert names(await qs[5:9]) == []
     assert any("LIMIT" in s.upper() for s in sql.statements)
-    with pytest.raises(TypeError, match="must be slices"):
+    with pytest.raises(
+        TypeError, match=r"must be slices.*`\(await qs\[0:1\]\)\[0\]`.*first\(\)"
+    ):
         qs[0]  # type: ignore[index]
+    with pytest.raises(TypeError, match=r"not int.*Use `\(await qs\[3:4\]\)\[0\]`"):
+        qs[3]  # type: ignore[index]
+    with pytest.raises(TypeError, match=r"not str.*`await qs.first\(\)`, or a slice"):
+        qs["a"]  # type: ignore[index]
+    assert (await qs[1:2])[0].username == "bob"  # what the message suggests works
+    with pytest.raises(
+        AttributeError,
+        match=r"User\.objects has no delete\(\), as in Django.*User\.objects\.all\(\)\.delete\(\)",
+    ):
+        User.objects.delete()  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="Negative"):
         qs[-1:]
     with pytest.raises(TypeError, match="once a slice has been taken"):

@@ -79,6 +79,36 @@ async def test_3_a_failed_insert_leaves_the_test_usable(objects_db):
     assert await Item.objects.values_list("name", flat=True) == ["x"]
 
 
+async def test_3a_gathered_calls_and_sessions_take_turns(objects_db):
+    # Every session here is a savepoint on the test's one connection:
+    # gathered autocommit calls and sessions of sibling tasks run one after
+    # the other instead of releasing each other's savepoints.
+    results = await asyncio.gather(
+        *(Item.objects.get_or_create(name=f"k{i % 3}") for i in range(12))
+    )
+    assert sum(created for _, created in results) == 3
+
+    async def block(i):
+        async with objects_db.session():
+            await Item.objects.create(name=f"s{i}")
+            await asyncio.sleep(0)
+            if i == 2:
+                raise ValueError("rolled back alone")
+
+    outcomes = await asyncio.gather(*(block(i) for i in range(4)), return_exceptions=True)
+    assert [type(o).__name__ for o in outcomes] == ["NoneType", "NoneType", "ValueError", "NoneType"]
+    async with objects_db.session():
+        await Item.objects.create(name="outer")
+
+        async def child(i):
+            async with objects_db.session():  # nests inside the block around it
+                await Item.objects.create(name=f"c{i}")
+
+        await asyncio.gather(child(0), child(1))
+    names = sorted(await Item.objects.values_list("name", flat=True))
+    assert names == ["c0", "c1", "k0", "k1", "k2", "outer", "s0", "s1", "s3"]
+
+
 async def test_4_commit_fixture_really_commits(objects_db_commit):
     results = await asyncio.gather(
         *(Item.objects.get_or_create(name="hot") for _ in range(8))
@@ -105,7 +135,7 @@ def test_plugin_fixtures(pytester: pytest.Pytester, url: str | None) -> None:
     if url is not None:
         args += ["--objects-url", url]
     result = pytester.runpytest_subprocess(*args, timeout=120)
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 def test_missing_objects_base_is_a_clear_usage_error(pytester: pytest.Pytester) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "SqliteBegin",
     "backend_named",
     "backend_of",
+    "missing_driver",
     "normalise_url",
     "pop_pgbouncer",
 ]
@@ -76,6 +77,33 @@ def normalise_url(raw: str | URL) -> URL:
         backend = _BACKENDS[_SCHEMES[scheme]]
         url = url.set(drivername=f"{backend.name}+{backend.default_driver}")
     return url
+
+
+#: The extra that installs each async driver (``pip install "sqlalchemy-objects[x]"``).
+DRIVER_EXTRAS: Final[dict[str, tuple[str, str]]] = {
+    "asyncpg": ("asyncpg", "postgresql"),
+    "psycopg": ("psycopg", "psycopg"),
+    "asyncmy": ("asyncmy", "mysql"),
+    "aiomysql": ("aiomysql", "aiomysql"),
+    "aiosqlite": ("aiosqlite", "sqlite"),
+}
+
+
+def missing_driver(url: URL, exc: ImportError) -> ConfigurationError:
+    """The error for a URL whose driver is not installed: it names the extra."""
+    driver = url.get_driver_name()
+    shown = url.render_as_string(hide_password=True)
+    known = DRIVER_EXTRAS.get(driver)
+    if known is None:
+        return ConfigurationError(
+            f"The driver of {shown!r} ({driver}) cannot be imported: {exc}"
+        )
+    package, extra = known
+    return ConfigurationError(
+        f"{shown!r} needs the {package} driver, which is not installed "
+        f'({exc}). Install it with: pip install "sqlalchemy-objects[{extra}]" '
+        f"(or pip install {package})."
+    )
 
 
 _TRUE: Final = frozenset({"true", "1", "yes", "on"})
