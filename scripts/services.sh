@@ -27,6 +27,16 @@ if ! command -v pgbouncer >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v ap
         || echo "services: could not install pgbouncer" >&2
 fi
 
+# tests/deployments/test_galera.py starts a 3-node cluster of its own; it needs
+# the Galera provider (galera-4, which Debian's mariadb-server brings) and rsync
+# (the state transfer). Install them if they are missing.
+if { [ ! -e /usr/lib/galera/libgalera_smm.so ] || ! command -v rsync >/dev/null 2>&1; } \
+        && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "services: installing galera-4 and rsync (Debian packages)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq galera-4 rsync; } >/dev/null 2>&1 \
+        || echo "services: could not install galera-4/rsync" >&2
+fi
+
 ok=1
 for _ in $(seq 1 60); do
     pg_up && my_up && break

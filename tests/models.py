@@ -20,6 +20,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -177,6 +178,19 @@ class Event(Base):
     note: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_events_at_id", "at", "id"),)
+
+
+class Reading(Base):
+    """A composite unique key (sensor, day): bulk_get_or_create on two fields."""
+
+    __tablename__ = "readings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sensor: Mapped[str] = mapped_column(String(32))
+    day: Mapped[dt.date] = mapped_column(Date)
+    value: Mapped[int] = mapped_column(default=0)
+
+    __table_args__ = (UniqueConstraint("sensor", "day", name="uq_readings_sensor_day"),)
 
 
 item_tags = Table(

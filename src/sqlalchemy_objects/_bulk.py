@@ -94,7 +94,7 @@ async def bulk_create(
 ) -> list[Any]:
     """Insert *objs* with one multi-row INSERT per batch, all batches in one
     transaction; set their primary keys where the backend returns them."""
-    rows, objs = _bulk_rows(model, objs)
+    rows, objs = bulk_rows(model, objs)
     _check_options(
         model,
         batch_size,
@@ -214,24 +214,24 @@ def _set_keys_by_unique_fields(
     exact = {row[width:]: row[:width] for row in found}
     loose: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     for row in found:
-        loose.setdefault(_loosely(row[width:]), []).append(row[:width])
+        loose.setdefault(loosely(row[width:]), []).append(row[:width])
     for obj, values in zip(objs, batch, strict=True):
         key = tuple(values.get(k) for k in unique_keys)
         pk = exact.get(key)
         if pk is None:
-            candidates = loose.get(_loosely(key), [])
+            candidates = loose.get(loosely(key), [])
             pk = candidates[0] if len(candidates) == 1 else None
         if pk is not None:
             for name, value in zip(pk_keys, pk, strict=True):
                 setattr(obj, name, value)
 
 
-def _loosely(key: tuple[Any, ...]) -> tuple[Any, ...]:
+def loosely(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(v.rstrip(" ").casefold() if isinstance(v, str) else v for v in key)
 
 
-def _bulk_rows(
-    model: type[Any], objs: Iterable[Any]
+def bulk_rows(
+    model: type[Any], objs: Iterable[Any], what: str = "bulk_create()"
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """Return each object's set column values, checking they are all models."""
     objs = list(objs)
@@ -243,13 +243,13 @@ def _bulk_rows(
     for obj in objs:
         if not isinstance(obj, model):
             raise TypeError(
-                f"{model.__name__}.objects.bulk_create() takes "
+                f"{model.__name__}.objects.{what} takes "
                 f"{model.__name__} instances, not {type(obj).__name__}"
             )
         state = inspect(obj)
         if state.persistent or state.detached:
             raise ValueError(
-                f"bulk_create() got a {model.__name__} that is already "
+                f"{what} got a {model.__name__} that is already "
                 "saved; it inserts new objects only."
             )
         row = {
@@ -257,12 +257,12 @@ def _bulk_rows(
             for k in keys
             if k in state.dict and not (k in pk_keys and state.dict[k] is None)
         }
-        row.update(_foreign_keys(mapper, state))
+        row.update(_foreign_keys(mapper, state, what))
         rows.append(row)
     return rows, objs
 
 
-def _foreign_keys(mapper: Any, state: Any) -> dict[str, Any]:
+def _foreign_keys(mapper: Any, state: Any, what: str) -> dict[str, Any]:
     """The foreign key columns of the many-to-one relationships set on an
     object (``Article(author=ann)``), from the related objects' keys; an
     unsaved related object is refused, as Django does, rather than a NULL
@@ -282,7 +282,7 @@ def _foreign_keys(mapper: Any, state: Any) -> dict[str, Any]:
             value = related_state.dict.get(key)
             if value is None:
                 raise ValueError(
-                    "bulk_create() prohibited to prevent data loss due to unsaved "
+                    f"{what} prohibited to prevent data loss due to unsaved "
                     f"related object '{rel.key}' ({mapper.class_.__name__}."
                     f"{rel.key} is a {type(related).__name__} with no {key})."
                 )

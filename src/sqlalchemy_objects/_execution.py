@@ -19,6 +19,7 @@ transaction, and its errors are the caller's to handle.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -187,3 +188,42 @@ class Executor:
             exc.orig,
         )
         return True
+
+
+# -- whole transactions: Database.run_in_transaction ------------------------------
+
+#: The attribute that marks an error after which the whole transaction must run
+#: again (a lost get_or_create race that the transaction's snapshot hides).
+_RERUN_MARK: Final = "_sqlalchemy_objects_rerun_transaction"
+
+#: Back-off before the n-th rerun: a random wait in [0, BASE * 2**(n-1)], at
+#: most CAP (full jitter: callers that collided spread out at once).
+RERUN_BACKOFF_BASE: Final = 0.02
+RERUN_BACKOFF_CAP: Final = 1.0
+
+
+def mark_rerunnable(exc: BaseException) -> None:
+    """Say that *exc* is cured by running the whole transaction again."""
+    setattr(exc, _RERUN_MARK, True)
+
+
+def transaction_must_rerun(exc: BaseException, backend: Backend) -> bool:
+    """Whether the server (or a snapshot) aborted the whole transaction and
+    nothing of it was committed: a deadlock, a serialization failure, a
+    Galera certification conflict, a connection lost before COMMIT, or a lost
+    get_or_create race the snapshot hides. A user's own error is not."""
+    if getattr(exc, _RERUN_MARK, False):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    return (
+        backend.must_rerun(exc)
+        or backend.savepoint_was_lost(exc)  # the transaction went with it
+        or bool(exc.connection_invalidated)
+    )
+
+
+def rerun_delay(rerun: int) -> float:
+    """Seconds to wait before the *rerun*-th rerun (1, 2, ...)."""
+    ceiling = min(RERUN_BACKOFF_CAP, RERUN_BACKOFF_BASE * 2 ** (rerun - 1))
+    return random.uniform(0, ceiling)

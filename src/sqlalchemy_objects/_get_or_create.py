@@ -39,7 +39,7 @@ from sqlalchemy.util import await_only
 
 from . import _on_conflict, _rows, lookups
 from ._dialects import Backend, backend_of
-from ._execution import Progress
+from ._execution import Progress, mark_rerunnable
 from ._prep import prep_values
 from ._query import MAX_GET_RESULTS, Lock, Query
 from ._routing import Target, write
@@ -54,7 +54,8 @@ _SNAPSHOT_NOTE: Final = (
     "sqlalchemy-objects: get_or_create lost a race for {model} matching {lookup}, "
     "but the retried get() could not see the winning row because this transaction "
     "runs at {level} isolation and its snapshot predates that row. Retry the whole "
-    "transaction (or run get_or_create outside it, in autocommit mode)."
+    "transaction: `await db.run_in_transaction(work)` reruns it for you (or run "
+    "get_or_create outside it, in autocommit mode)."
 )
 
 
@@ -241,8 +242,13 @@ async def in_session(
         # savepoint with it; the failed ROLLBACK TO SAVEPOINT must not hide
         # the deadlock, which is what the caller has to act on.
         cause = exc.__context__
-        if backend.savepoint_was_lost(exc) and isinstance(cause, DBAPIError):
-            raise cause from None
+        if backend.savepoint_was_lost(exc):
+            # The whole transaction is gone (a deadlock, a Galera brute-force
+            # abort): run_in_transaction reruns it.
+            mark_rerunnable(exc)
+            if isinstance(cause, DBAPIError):
+                mark_rerunnable(cause)
+                raise cause from None
         raise
     return obj, True
 
@@ -357,6 +363,7 @@ async def _note_snapshot(
     conn = await session.connection()
     level = await conn.get_isolation_level()
     if backend.has_snapshot_reads(level):
+        mark_rerunnable(exc)  # run_in_transaction reruns the whole transaction
         exc.add_note(
             _SNAPSHOT_NOTE.format(
                 model=model.__name__, lookup=_rows.describe(lookup), level=level

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.elements import ColumnElement
 
 from . import lookups
+from ._dialects import Backend
 from .exceptions import FieldError
 
 _T = TypeVar("_T")
@@ -71,9 +72,9 @@ class Key:
         return f"-{self.attribute}" if self.descending else self.attribute
 
 
-def keys(model: type[Any], order: Sequence[Any], *, backend: str) -> list[Key]:
+def keys(model: type[Any], order: Sequence[Any], *, backend: Backend) -> list[Key]:
     """The ordering columns of *model*'s pages under *order* (order_by terms)
-    on *backend* (``postgresql``, ``mysql``, ``sqlite``)."""
+    on *backend*."""
     mapper: Mapper[Any] = inspect(model)
     by_column: dict[Any, str] = {
         prop.columns[0]: prop.key for prop in mapper.column_attrs
@@ -115,11 +116,8 @@ def keys(model: type[Any], order: Sequence[Any], *, backend: str) -> list[Key]:
                 model=model,
                 name=name,
             )
-        if (
-            backend == "mysql"
-            and isinstance(column.type, Enum)
-            and column.type.native_enum
-        ):
+        native_enum = isinstance(column.type, Enum) and column.type.native_enum
+        if native_enum and backend.enum_sorts_unlike_it_compares:
             # ORDER BY sorts a MySQL ENUM by declaration order, but comparing it
             # with a value compares text: the cursor would skip rows.
             raise FieldError(

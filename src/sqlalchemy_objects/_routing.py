@@ -56,7 +56,7 @@ async def read(target: Target, work: Callable[[AsyncSession], Awaitable[_R]]) ->
     """Run the read *work* on *target*: a short read session of the Database's
     own, or the session (holding its lock)."""
     if isinstance(target, Database):
-        return await target.run_read(work)
+        return await target.run_query_read(work)  # a replica's, maybe
     async with lock_for(target).hold():
         return await work(target)
 

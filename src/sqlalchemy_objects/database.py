@@ -6,12 +6,15 @@ How its autocommit calls run (retries, reruns, notes) is the policy of
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,9 +24,17 @@ from sqlalchemy.ext.asyncio import (
 
 from . import _dialects
 from ._engines import EngineSet, LoopEngine
-from ._execution import Executor, Progress
-from .exceptions import ConfigurationError
-from .session import enter_session, leave_session, lifetime
+from ._execution import (
+    COMMIT_LOST_NOTE,
+    Executor,
+    Progress,
+    logger,
+    rerun_delay,
+    transaction_must_rerun,
+)
+from ._replicas import UNAVAILABLE, ReplicaSet
+from .exceptions import ConfigurationError, TransactionManagementError
+from .session import current_session, enter_session, leave_session, lifetime
 
 _R = TypeVar("_R")
 
@@ -71,6 +82,8 @@ class Database:
         sqlite_begin: _dialects.SqliteBegin = "IMMEDIATE",
         fast_get_or_create: bool | None = None,
         pgbouncer: bool | None = None,
+        replicas: Sequence[str | URL] = (),
+        read_your_writes: float = 2.0,
         **engine_options: Any,
     ) -> None:
         raw = (
@@ -86,6 +99,22 @@ class Database:
         self._sqlite_begin: _dialects.SqliteBegin = sqlite_begin
         self._pgbouncer_choice = pgbouncer
         self._engine_options = engine_options
+        if isinstance(read_your_writes, bool) or not isinstance(  # pyright: ignore[reportUnnecessaryIsInstance]
+            read_your_writes, int | float
+        ):
+            raise ConfigurationError(
+                f"read_your_writes takes seconds (a number), not {read_your_writes!r}"
+            )
+        if read_your_writes < 0:
+            raise ConfigurationError(
+                f"read_your_writes must be >= 0 seconds, not {read_your_writes!r}"
+            )
+        if isinstance(replicas, str | URL):
+            raise ConfigurationError(
+                "replicas takes a list of URLs: Database(url, replicas=[replica_url])"
+            )
+        self._replica_urls = list(replicas)
+        self._read_your_writes = float(read_your_writes)
         self._configure(raw, engine_options)
         #: The backend the engine options were given for.
         self._options_backend = self.url.get_backend_name()
@@ -113,17 +142,30 @@ class Database:
             raise ConfigurationError(
                 f"pgbouncer=True is for PostgreSQL, not {self.backend!r} ({self!r})."
             )
-        options = self.facts.engine_defaults(self.url, pgbouncer=self.pgbouncer)
+        options = self._options(self.url, engine_options)
+        isolation_chosen = "isolation_level" in engine_options
+        # An engine per running event loop, none across fork() (_engines.py).
+        self._engines = EngineSet(self._maker(self.url, options, isolation_chosen))
+        self._primary_view: Database | None = None
+        self._replicas: ReplicaSet | None = None
+        if self._replica_urls:
+            self._replicas = self._replica_set(engine_options)
+
+    def _options(self, url: URL, engine_options: dict[str, Any]) -> dict[str, Any]:
+        """This backend's engine defaults for *url*, with the user's options."""
+        options = self.facts.engine_defaults(url, pgbouncer=self.pgbouncer)
         for key, value in engine_options.items():
             if key == "connect_args" and key in options:
                 # Merge: a user's timeout must not drop our connection factory.
                 options[key] = {**options[key], **value}
             else:
                 options[key] = value
-        isolation_chosen = "isolation_level" in engine_options
-        facts = self.facts
-        sqlite_begin = self._sqlite_begin
-        url = self.url
+        return options
+
+    def _maker(
+        self, url: URL, options: dict[str, Any], isolation_chosen: bool
+    ) -> Callable[[], LoopEngine]:
+        facts, sqlite_begin = self.facts, self._sqlite_begin
 
         def make() -> LoopEngine:
             try:
@@ -133,8 +175,46 @@ class Database:
             facts.install(engine, sqlite_begin)
             return LoopEngine(engine, facts, isolation_chosen)
 
-        # An engine per running event loop, none across fork() (_engines.py).
-        self._engines = EngineSet(make)
+        return make
+
+    def _replica_set(self, engine_options: dict[str, Any]) -> ReplicaSet:
+        makers: list[Callable[[], LoopEngine]] = []
+        names: list[str] = []
+        for raw in self._replica_urls:
+            url, _ = _dialects.pop_pgbouncer(_dialects.normalise_url(raw))
+            if url.get_backend_name() != self.url.get_backend_name():
+                raise ConfigurationError(
+                    f"A replica of {self!r} must be on the same backend, not "
+                    f"{url.render_as_string(hide_password=True)!r}."
+                )
+            options = self._options(url, engine_options)
+            makers.append(
+                self._maker(url, options, "isolation_level" in engine_options)
+            )
+            names.append(url.render_as_string(hide_password=True))
+        return ReplicaSet(makers, names, self._read_your_writes)
+
+    @property
+    def primary(self) -> Database:
+        """This Database without its replicas: ``qs.using(db.primary)`` reads
+        from the primary whatever the routing would choose. It shares the
+        engines (and pools) of this Database; without replicas it is the
+        Database itself."""
+        if self._replicas is None:
+            return self
+        view = self._primary_view
+        if view is None:
+            view = copy.copy(self)
+            view._replicas = None
+            view._replica_urls = []
+            view._primary_view = None
+            self._primary_view = view
+        return view
+
+    @property
+    def replica_urls(self) -> list[URL]:
+        """The replicas' URLs (reads outside a session go there)."""
+        return [_dialects.normalise_url(u) for u in self._replica_urls]
 
     def point_at(self, url: str | URL) -> str | URL:
         """Connect to *url* from now on; return the URL used before (as given).
@@ -250,6 +330,9 @@ class Database:
         """Close every pooled connection of the running loop's engine (call at
         shutdown). Engines of loops that have shut down were disposed then."""
         await self._engines.current().engine.dispose()
+        if self._replicas is not None:
+            for engines in self._replicas.engines:
+                await engines.current().engine.dispose()
 
     async def run_read(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
         """Run *work* in a short read transaction of its own (autocommit mode);
@@ -258,17 +341,133 @@ class Database:
         (``Executor.read``)."""
         return await self.executor.read(work)
 
+    async def run_query_read(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
+        """Run the read *work* of a QuerySet outside a session: on a replica
+        when this Database has replicas and the routing picks one (see
+        :mod:`._replicas`), else as :meth:`run_read`. A replica that cannot
+        answer is skipped for a while and *work* runs on the primary."""
+        replicas = self._replicas
+        index = None if replicas is None else replicas.pick()
+        if replicas is None or index is None:
+            return await self.executor.read(work)
+        try:
+            return await replicas.current(index).executor.read(work)
+        except UNAVAILABLE as exc:
+            replicas.failed(index, exc)
+        return await self.executor.read(work)
+
+    def query_read_sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """The sessions a streamed QuerySet read outside a session uses: a
+        replica's when the routing picks one."""
+        replicas = self._replicas
+        index = None if replicas is None else replicas.pick()
+        if replicas is None or index is None:
+            return self.read_sessionmaker
+        return replicas.current(index).read_sessionmaker
+
+    def wrote(self) -> None:
+        """Note that this task wrote (its reads then go to the primary for
+        ``read_your_writes`` seconds); nothing without replicas."""
+        if self._replicas is not None:
+            self._replicas.wrote()
+
     async def run_write(self, work: Callable[[AsyncSession], Awaitable[_R]]) -> _R:
         """Run *work* (which must flush) in a short transaction of its own and
         commit; rerun it where the server says nothing was written
         (``Executor.write``)."""
-        return await self.executor.write(work)
+        try:
+            return await self.executor.write(work)
+        finally:
+            self.wrote()
 
     async def run_autocommit(self, work: Callable[[Any, Progress], _R]) -> _R | None:
         """Run the synchronous *work* on one connection without a transaction
         (PostgreSQL); None at once on other backends
         (``Executor.autocommit``)."""
-        return await self.executor.autocommit(work)
+        try:
+            return await self.executor.autocommit(work)
+        finally:
+            self.wrote()
+
+    async def run_in_transaction(
+        self,
+        work: Callable[[AsyncSession], Awaitable[_R]],
+        retries: int = 3,
+        *,
+        isolation_level: str | None = None,
+    ) -> _R:
+        """Run ``await work(session)`` in a transaction of its own and commit;
+        run it again when the server aborted the whole transaction.
+
+        *work* runs inside a new ambient session, as in ``async with
+        db.session():`` (manager calls in it use the session). When the
+        transaction is aborted as a whole -- a serialization failure (40001), a
+        deadlock (40P01, MySQL/MariaDB 1213, which is also how Galera reports a
+        certification conflict), the connection lost before COMMIT, or a lost
+        get_or_create race that a REPEATABLE READ / SERIALIZABLE snapshot
+        cannot see past -- it is rolled back and *work* runs again in a new
+        transaction, up to *retries* more times, after a random back-off that
+        doubles each time. Then the last error is raised, with a note of the
+        attempts. Errors of the work's own (a ``ValueError``, a foreign-key
+        violation) are raised at once, and a connection lost *during* COMMIT
+        too (the outcome is unknown).
+
+        *work* must be safe to run again: it may run several times, so it must
+        not have effects outside the database (send mail, charge a card) that
+        a rollback cannot undo. Returns what the successful run of *work*
+        returned. *isolation_level* sets the transaction's level
+        (``"SERIALIZABLE"``...); by default the engine's.
+        """
+        if current_session() is not None:
+            raise TransactionManagementError(
+                "run_in_transaction() cannot run inside a session: a rerun must "
+                "start a new transaction, and the enclosing one cannot be rolled "
+                "back from here. Call it outside `async with db.session():`."
+            )
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"retries must be an integer >= 0, not {retries!r}")
+        errors: list[str] = []
+        attempt = 0
+        while True:
+            attempt += 1
+            committing = False
+            try:
+                async with self.ambient_session() as session:
+                    if isolation_level is not None:
+                        await session.connection(
+                            execution_options={"isolation_level": isolation_level}
+                        )
+                    result = await work(session)
+                    committing = True
+                    await session.commit()
+                return result
+            except BaseException as exc:
+                lost_in_commit = (
+                    committing
+                    and isinstance(exc, DBAPIError)
+                    and exc.connection_invalidated
+                )
+                if lost_in_commit:
+                    exc.add_note(COMMIT_LOST_NOTE)
+                    raise
+                if not transaction_must_rerun(exc, self.facts):
+                    raise
+                errors.append(f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}")
+                if attempt > retries:
+                    exc.add_note(
+                        f"sqlalchemy-objects: run_in_transaction() ran the work "
+                        f"{attempt} time(s) (retries={retries}); the server aborted "
+                        f"every transaction: {'; '.join(errors)}"
+                    )
+                    raise
+                logger.info(
+                    "run_in_transaction: the transaction was aborted; rerunning it "
+                    "(%d of %d): %s",
+                    attempt,
+                    retries,
+                    errors[-1],
+                )
+            await asyncio.sleep(rerun_delay(attempt))
 
     @asynccontextmanager
     async def session(self) -> AsyncGenerator[AsyncSession]:
@@ -298,6 +497,7 @@ class Database:
                 yield session
             finally:
                 leave_session(token)
+                self.wrote()
 
 
 def bound_database(model: type[Any]) -> Database | None:

@@ -276,6 +276,16 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
         """Return the last row (by primary key unless the queryset is ordered)."""
         return await self.get_queryset().last()
 
+    async def bulk_get_or_create(
+        self,
+        lookups: Iterable[Mapping[str, Any]],
+        defaults: Mapping[str, Any]
+        | Callable[[dict[str, Any]], Mapping[str, Any]]
+        | None = None,
+    ) -> list[tuple[ModelT, bool]]:
+        """get_or_create for many keys at once (see QuerySet.bulk_get_or_create)."""
+        return await self.get_queryset().bulk_get_or_create(lookups, defaults)
+
     async def paginate(self, after: str | None = None, size: int = 50) -> Page[ModelT]:
         """One page of keyset pagination by primary key (see QuerySet.paginate)."""
         return await self.get_queryset().paginate(after=after, size=size)

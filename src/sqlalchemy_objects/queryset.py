@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import (
     AsyncIterator,
+    Callable,
     Generator,
     Iterable,
     Mapping,
@@ -19,7 +20,7 @@ from typing import Any, Final, Generic, Literal, NoReturn, Self, TypeVar, overlo
 from sqlalchemy import ColumnElement, Select, false
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import _bulk, _get_or_create, _pages, _rows, lookups
+from . import _bulk, _get_or_create, _many, _pages, _rows, lookups
 from ._descriptor import ManagerDescriptor, no_instance_access
 from ._dialects import backend_of
 from ._pages import Page as Page  # re-exported by the package
@@ -312,7 +313,7 @@ class QuerySet(Generic[ModelT]):
                 yield obj
             return
         stmt = self.statement.execution_options(yield_per=chunk_size or CHUNK_SIZE)
-        session = target.read_sessionmaker()
+        session = target.query_read_sessionmaker()()
         try:
             result = await session.stream_scalars(stmt)
             try:
@@ -396,9 +397,7 @@ class QuerySet(Generic[ModelT]):
         )
         self._query.refuse_if_sliced("paginate")
         target = self._resolve()
-        backend = (
-            target.backend if isinstance(target, Database) else backend_of(target).name
-        )
+        backend = target.facts if isinstance(target, Database) else backend_of(target)
         ordering = _pages.keys(self.model, self._query.order, backend=backend)
         query = self._query.replace(order=tuple(k.term for k in ordering))
         if after is not None:
@@ -596,6 +595,30 @@ class QuerySet(Generic[ModelT]):
         """
         return await _get_or_create.get_or_create(
             self._query, self._resolve(), defaults, lookup
+        )
+
+    async def bulk_get_or_create(
+        self,
+        lookups: Iterable[Mapping[str, Any]],
+        defaults: Mapping[str, Any]
+        | Callable[[dict[str, Any]], Mapping[str, Any]]
+        | None = None,
+    ) -> list[tuple[ModelT, bool]]:
+        """get_or_create for many keys at once: ``[(obj, created), ...]`` in
+        the order of *lookups*.
+
+        *lookups* are dicts naming the fields of one unique key of the model
+        (``[{"name": "a"}, {"name": "b"}]``). *defaults* is a mapping used for
+        every row created, or a callable taking the lookup dict and returning
+        that row's mapping. A key repeated in *lookups* gives the same object,
+        ``created=True`` at most once. Race-proof like get_or_create:
+        concurrent batches with overlapping keys make one row per key, and
+        ``created=True`` once per key across all callers. A few statements
+        per batch of up to 1,000 keys (see :mod:`._many`); each batch in a
+        transaction of its own, or in a SAVEPOINT inside a session.
+        """
+        return await _many.bulk_get_or_create(
+            self._query, self._resolve(), lookups, defaults
         )
 
     async def update_or_create(

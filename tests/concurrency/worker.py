@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -18,58 +18,168 @@ from sqlalchemy_objects import Database
 from tests.models import Base, Note, User
 
 
-async def _race(
-    url: str, rounds: int, tasks: int, barrier: Any, in_session: bool
-) -> list[tuple[int, list[str]]]:
-    db = Database(url, pool_size=tasks, max_overflow=0)
-    db.bind(Base)
-    report: list[tuple[int, list[str]]] = []
+async def _released(
+    calls: list[Callable[[], Awaitable[Any]]], barrier: Any
+) -> list[Any]:
+    """Start every call parked on one event, wait at the cross-process
+    barrier, release them together; their results (exceptions included)."""
+    go = asyncio.Event()
 
-    async def one(key: str, go: asyncio.Event) -> bool:
+    async def parked(call: Callable[[], Awaitable[Any]]) -> Any:
         await go.wait()
-        if in_session:
-            async with db.session():
-                _, created = await User.objects.get_or_create(username=key)
-        else:
-            _, created = await User.objects.get_or_create(username=key)
-        return created
+        return await call()
 
+    pending = [asyncio.ensure_future(parked(call)) for call in calls]
+    await asyncio.sleep(0)  # every task is now parked on `go`
+    await asyncio.to_thread(barrier.wait)  # all processes are here
+    go.set()
+    return await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _errors(results: list[Any]) -> list[str]:
+    return [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+
+
+def _entry(
+    race: Coroutine[Any, Any, Any],
+    barrier: Any,
+    out: Any,
+    crashed: Callable[[str], Any],
+) -> None:
+    """Run *race* in this process's loop and put its report on *out*; a crash
+    aborts the barrier (so no process waits forever) and reports itself."""
+    threading.current_thread().name = "race-worker"
+    try:
+        out.put(asyncio.run(race))
+    except BaseException as exc:
+        barrier.abort()
+        out.put(crashed(f"worker crashed: {type(exc).__name__}: {exc}"))
+
+
+async def _rounds(
+    db: Database,
+    rounds: int,
+    tasks: int,
+    barrier: Any,
+    call_for: Callable[[int, int], Callable[[], Awaitable[bool]]],
+) -> list[tuple[int, list[str]]]:
+    """*rounds* rounds of *tasks* calls released together; per round how many
+    returned True (created) and the exceptions seen."""
+    report: list[tuple[int, list[str]]] = []
     try:
         # Open the pool's connections before the first round, so that the
         # release is not spread out by connection set-up.
         await asyncio.gather(*(User.objects.count() for _ in range(tasks)))
         for round_no in range(rounds):
-            go = asyncio.Event()
-            pending = [
-                asyncio.ensure_future(one(f"round-{round_no}", go))
-                for _ in range(tasks)
-            ]
-            await asyncio.sleep(0)  # every task is now parked on `go`
-            await asyncio.to_thread(barrier.wait)  # all processes are here
-            go.set()
-            results = await asyncio.gather(*pending, return_exceptions=True)
-            created = sum(1 for r in results if r is True)
-            errors = [
-                f"{type(r).__name__}: {r}"
-                for r in results
-                if isinstance(r, BaseException)
-            ]
-            report.append((created, errors))
+            calls = [call_for(round_no, task) for task in range(tasks)]
+            results = await _released(calls, barrier)
+            report.append((sum(1 for r in results if r is True), _errors(results)))
     finally:
         await db.dispose()
     return report
+
+
+async def _race(
+    url: str, rounds: int, tasks: int, barrier: Any, in_session: bool
+) -> list[tuple[int, list[str]]]:
+    db = Database(url, pool_size=tasks, max_overflow=0)
+    db.bind(Base)
+
+    def call_for(round_no: int, task: int) -> Callable[[], Awaitable[bool]]:
+        async def one() -> bool:
+            key = f"round-{round_no}"
+            if in_session:
+                async with db.session():
+                    _, created = await User.objects.get_or_create(username=key)
+            else:
+                _, created = await User.objects.get_or_create(username=key)
+            return created
+
+        return one
+
+    return await _rounds(db, rounds, tasks, barrier, call_for)
 
 
 def run(
     url: str, rounds: int, tasks: int, barrier: Any, in_session: bool, out: Any
 ) -> None:
     """Process entry point: race, then put the report on *out*."""
-    threading.current_thread().name = "race-worker"
+    _entry(
+        _race(url, rounds, tasks, barrier, in_session),
+        barrier,
+        out,
+        lambda e: [(0, [e])],
+    )
+
+
+async def _transaction_race(
+    url: str, rounds: int, tasks: int, barrier: Any, proc_no: int
+) -> list[tuple[int, list[str]]]:
+    """Each task, per round: ``run_in_transaction`` writing a side row of its
+    own (a Note) and then get_or_create on the round's key."""
+    db = Database(url, pool_size=tasks, max_overflow=0)
+    db.bind(Base)
+
+    def call_for(round_no: int, task: int) -> Callable[[], Awaitable[bool]]:
+        async def work(session: Any) -> bool:
+            await Note.objects.create(text=f"{round_no}-{proc_no}-{task}")
+            _, created = await User.objects.get_or_create(username=f"round-{round_no}")
+            return created
+
+        return lambda: db.run_in_transaction(work, retries=20)
+
+    return await _rounds(db, rounds, tasks, barrier, call_for)
+
+
+def run_transactions(
+    url: str, rounds: int, tasks: int, barrier: Any, proc_no: int, out: Any
+) -> None:
+    """Process entry point of :func:`_transaction_race`."""
+    _entry(
+        _transaction_race(url, rounds, tasks, barrier, proc_no),
+        barrier,
+        out,
+        lambda e: [(0, [e])],
+    )
+
+
+#: Keys of the bulk_get_or_create race; each task asks for 80 of them.
+BULK_KEYS = 120
+
+
+async def _bulk_race(url: str, proc_no: int, barrier: Any) -> dict[str, Any]:
+    from tests.models import Tag
+
+    db = Database(url, pool_size=4, max_overflow=0)
+    db.bind(Base)
+
+    def call_for(task: int) -> Callable[[], Awaitable[list[tuple[str, bool]]]]:
+        async def one() -> list[tuple[str, bool]]:
+            offset = proc_no * 11 + task * 5
+            keys = [{"name": f"b{(offset + i) % BULK_KEYS}"} for i in range(80)]
+            return [(o.name, c) for o, c in await Tag.objects.bulk_get_or_create(keys)]
+
+        return one
+
     try:
-        out.put(asyncio.run(_race(url, rounds, tasks, barrier, in_session)))
-    except BaseException as exc:
-        barrier.abort()
-        out.put([(0, [f"worker crashed: {type(exc).__name__}: {exc}"])])
+        await asyncio.gather(*(Tag.objects.count() for _ in range(3)))
+        results = await _released([call_for(t) for t in range(3)], barrier)
+    finally:
+        await db.dispose()
+    return {
+        "created": [pair for r in results if isinstance(r, list) for pair in r],
+        "errors": _errors(results),
+    }
+
+
+def run_bulk(url: str, proc_no: int, barrier: Any, out: Any) -> None:
+    """Process entry point of :func:`_bulk_race`."""
+    _entry(
+        _bulk_race(url, proc_no, barrier),
+        barrier,
+        out,
+        lambda e: {"created": [], "errors": [e]},
+    )
 
 
 async def _write_mix(
@@ -111,11 +221,7 @@ def write_mix(
     url: str, ops: int, tasks: int, barrier: Any, proc_no: int, out: Any
 ) -> None:
     """Process entry point for the SQLite many-writers test."""
-    try:
-        out.put(asyncio.run(_write_mix(url, ops, tasks, barrier, proc_no)))
-    except BaseException as exc:
-        barrier.abort()
-        out.put([f"worker crashed: {type(exc).__name__}: {exc}"])
+    _entry(_write_mix(url, ops, tasks, barrier, proc_no), barrier, out, lambda e: [e])
 
 
 def prepared_url(backend: str, tmp_path: Path) -> str:

@@ -32,6 +32,7 @@ SPEC_NAMES = {
     "create",
     "get_or_create",
     "paginate",
+    "bulk_get_or_create",
 }
 
 

@@ -82,6 +82,31 @@ class Backend:
         where it has none."""
         return None
 
+    #: Whether a native ENUM column sorts by declaration order but compares
+    #: with a value as text (MySQL): keyset pagination cannot use it.
+    enum_sorts_unlike_it_compares: ClassVar[bool] = False
+
+    #: Whether the INSERT of :meth:`insert_skipping_existing` may turn other
+    #: errors than a duplicate key into warnings (MySQL's IGNORE).
+    ignore_may_hide_errors: ClassVar[bool] = False
+
+    def one_of(self, column: Any, values: Sequence[Any]) -> Any:
+        """``column IN (values)``, as this backend sends a long list best."""
+        return column.in_(list(values))
+
+    def insert_skipping_existing(
+        self, model: type[Any], key_columns: Sequence[str]
+    ) -> Any:
+        """An INSERT of *model* that skips a row whose *key_columns* already
+        exist, and only such a row (bulk_get_or_create)."""
+        if self.on_conflict_insert is None:
+            raise NotImplementedError(
+                f"bulk_get_or_create() is not supported on {self.name!r}"
+            )
+        return self.on_conflict_insert(model).on_conflict_do_nothing(
+            index_elements=list(key_columns)
+        )
+
     def bulk_insert(
         self,
         model: type[Any],

@@ -43,6 +43,16 @@ class MySQL(Backend):
     def savepoint_was_lost(self, exc: DBAPIError) -> bool:
         return bool(error_code(exc) == SAVEPOINT_MISSING)
 
+    ignore_may_hide_errors = True
+    enum_sorts_unlike_it_compares = True
+
+    def insert_skipping_existing(
+        self, model: type[Any], key_columns: Sequence[str]
+    ) -> Any:
+        # No conflict target in MySQL: IGNORE skips any duplicate key (and
+        # downgrades other errors to warnings, which the caller checks).
+        return mysql.insert(model).prefix_with("IGNORE")
+
     def bulk_insert(
         self,
         model: type[Any],

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import event
+from sqlalchemy import ARRAY, any_, bindparam, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -97,6 +97,13 @@ class PostgreSQL(Backend):
                 raise OperationalError(
                     "(connecting)", None, exc, connection_invalidated=True
                 ) from exc
+
+    def one_of(self, column: Any, values: Sequence[Any]) -> Any:
+        # One array parameter: ``= ANY($1)`` instead of a thousand-parameter
+        # IN list rendered afresh for each statement.
+        return column == any_(
+            bindparam("one_of", list(values), type_=ARRAY(column.type))
+        )
 
     def on_conflict_insert(self, model: type[Any]) -> Any:
         return postgresql.insert(model)
