@@ -41,7 +41,7 @@ from .exceptions import FieldError
 
 _T = TypeVar("_T")
 
-__all__ = ["Key", "Page", "after", "decode", "encode", "keys"]
+__all__ = ["Key", "Page", "Plan", "after", "decode", "encode", "keys", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +136,42 @@ def keys(model: type[Any], order: Sequence[Any], *, backend: Backend) -> list[Ke
         if all(k.attribute != attribute for k in found):
             found.append(Key(attribute, getattr(model, attribute), False))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to fetch one page: the QuerySet's ORDER BY terms and extra WHERE,
+    then :meth:`page` of the ``size + 1`` rows fetched."""
+
+    ordering: list[Key]
+    where: tuple[ColumnElement[bool], ...]
+    size: int
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(k.term for k in self.ordering)
+
+    def page(self, rows: list[Any]) -> Page[Any]:
+        items = rows[: self.size]
+        more = len(rows) > self.size
+        return Page(items, encode(self.ordering, items[-1]) if more else None)
+
+
+def plan(
+    model: type[Any],
+    order: Sequence[Any],
+    backend: Backend,
+    cursor: str | None,
+    size: int,
+) -> Plan:
+    """The plan of the page of *model* rows after *cursor* under *order*."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"paginate() size must be a positive integer, not {size!r}.")
+    ordering = keys(model, order, backend=backend)
+    where = (
+        () if cursor is None else (after(ordering, decode(ordering, cursor, model)),)
+    )
+    return Plan(ordering, where, size)
 
 
 def after(ordering: Sequence[Key], values: Sequence[Any]) -> ColumnElement[bool]:

@@ -8,7 +8,7 @@ session comes from is :mod:`._routing`'s business.
 from __future__ import annotations
 
 import inspect as _inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, inspect, null
@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ._prep import prep_values
 from ._query import MAX_GET_RESULTS, Lock, Query
 from ._routing import Target, read
+from .database import Database
+from .session import shielded
 
 
 def describe(lookup: Mapping[str, Any]) -> str:
@@ -167,3 +169,33 @@ async def resolve_values(values: Mapping[str, Any]) -> dict[str, Any]:
                 value = await value
         resolved[key] = value
     return resolved
+
+
+def not_a_slice(key: object) -> TypeError:
+    """The error of ``qs[key]`` for a key that is not a slice, with the spelling
+    that does what was meant."""
+    hint = "`await qs.first()`, or a slice: `await qs[a:b]` (a list)"
+    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+        hint = f"`(await qs[{key}:{key + 1}])[0]` (a list of at most one row)"
+        hint += " or `await qs.first()`" if key == 0 else ""
+    return TypeError(
+        f"QuerySet indices must be slices, not {type(key).__name__}: an "
+        f"async QuerySet cannot fetch a row on indexing. Use {hint}."
+    )
+
+
+async def stream(target: Database, stmt: Any) -> AsyncGenerator[Any]:
+    """The objects *stmt* selects, streamed from one read transaction of
+    *target* (a replica's, maybe), in chunks of its ``yield_per``."""
+    session = target.query_read_sessionmaker()()
+    try:
+        result = await session.stream_scalars(stmt)
+        try:
+            async for obj in result:
+                yield obj
+        finally:
+            # An unbuffered MySQL result must be drained before the session
+            # can roll back and return its connection.
+            await shielded(result.close())
+    finally:
+        await shielded(session.close())

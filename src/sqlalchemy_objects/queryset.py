@@ -15,6 +15,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextlib import aclosing
 from typing import Any, Final, Generic, Literal, NoReturn, Self, TypeVar, overload
 
 from sqlalchemy import ColumnElement, Select, false
@@ -30,7 +31,6 @@ from ._typing import ModelT
 from .database import Database
 from .exceptions import TransactionManagementError
 from .expressions import Aggregate, Combinable, OrderBy, Q
-from .session import shielded
 
 _QuerySetT = TypeVar("_QuerySetT", bound="QuerySet[Any]")
 
@@ -235,16 +235,7 @@ class QuerySet(Generic[ModelT]):
     def __getitem__(self, key: slice) -> Self:
         """``qs[a:b]``: LIMIT / OFFSET, lazily; slices of slices compose."""
         if not isinstance(key, slice):  # pyright: ignore[reportUnnecessaryIsInstance]
-            hint = "`await qs.first()`, or a slice: `await qs[a:b]` (a list)"
-            if isinstance(key, int) and key >= 0:
-                hint = (
-                    f"`(await qs[{key}:{key + 1}])[0]` (a list of at most one row)"
-                    + (" or `await qs.first()`" if key == 0 else "")
-                )
-            raise TypeError(
-                f"QuerySet indices must be slices, not {type(key).__name__}: an "
-                f"async QuerySet cannot fetch a row on indexing. Use {hint}."
-            )
+            raise _rows.not_a_slice(key)
         return self._clone(self._query.sliced_by(key))
 
     @property
@@ -313,18 +304,10 @@ class QuerySet(Generic[ModelT]):
                 yield obj
             return
         stmt = self.statement.execution_options(yield_per=chunk_size or CHUNK_SIZE)
-        session = target.query_read_sessionmaker()()
-        try:
-            result = await session.stream_scalars(stmt)
-            try:
-                async for obj in result:
-                    yield obj
-            finally:
-                # An unbuffered MySQL result must be drained before the session
-                # can roll back and return its connection.
-                await shielded(result.close())
-        finally:
-            await shielded(session.close())
+        # Closed here, not by the garbage collector, when the loop breaks.
+        async with aclosing(_rows.stream(target, stmt)) as rows:
+            async for obj in rows:
+                yield obj
 
     async def count(self) -> int:
         """Return the number of matching rows."""
@@ -381,32 +364,18 @@ class QuerySet(Generic[ModelT]):
     async def paginate(self, after: str | None = None, size: int = 50) -> Page[ModelT]:
         """One page of keyset (cursor) pagination: the first *size* rows after
         the cursor *after* (from the first row when None), in this QuerySet's
-        ordering with the primary key as tie-breaker.
-
-        ``page.items`` holds the rows and ``page.next`` the opaque cursor of the
-        next page (None on the last one). Pages follow the ordering columns'
-        values, not an OFFSET, so rows inserted or deleted meanwhile never make
-        a page repeat or skip a row, and an index on the ordering columns serves
-        every page alike. Order by the model's own non-nullable columns; a
-        cursor made under another ordering raises ``ValueError``.
+        ordering with the primary key as tie-breaker; ``page.next`` is the
+        cursor of the next page (None on the last). See :mod:`._pages`.
         """
-        if size is None:  # pyright: ignore[reportUnnecessaryComparison]
-            raise ValueError("paginate() size must be a positive integer, not None.")
-        _rows.refuse_unless_positive(
-            size, f"paginate() size must be a positive integer, not {size!r}."
-        )
         self._query.refuse_if_sliced("paginate")
         target = self._resolve()
         backend = target.facts if isinstance(target, Database) else backend_of(target)
-        ordering = _pages.keys(self.model, self._query.order, backend=backend)
-        query = self._query.replace(order=tuple(k.term for k in ordering))
-        if after is not None:
-            values = _pages.decode(ordering, after, self.model)
-            query = query.replace(where=(*query.where, _pages.after(ordering, values)))
+        plan = _pages.plan(self.model, self._query.order, backend, after, size)
+        query = self._query.replace(
+            order=plan.order, where=(*self._query.where, *plan.where)
+        )
         rows = await self._clone(query, target)[: size + 1]._fetch_all()
-        items = rows[:size]
-        cursor = _pages.encode(ordering, items[-1]) if len(rows) > size else None
-        return Page(items, cursor)
+        return plan.page(rows)
 
     async def last(self) -> ModelT | None:
         """Return the last row in this QuerySet's order (by primary key if it has
@@ -534,32 +503,20 @@ class QuerySet(Generic[ModelT]):
             Model.MultipleObjectsReturned: more than one row matches.
             FieldError: a name in *lookup* is not a field or lookup of the model.
         """
-        query = self._query.filter((), lookup)
-        rows = (
-            []
-            if query.empty
-            else await read(
-                self._target_for_locks(),
-                lambda session: _rows.fetch_for_get(session, query),
-            )
-        )
-        result: ModelT = _rows.one(self.model, rows, lookup)
+        result: ModelT = _rows.one(self.model, await self._rows_for_get(lookup), lookup)
         return result
+
+    async def _rows_for_get(self, lookup: Mapping[str, Any]) -> list[Any]:
+        query = self._query.filter((), lookup)
+        if query.empty:
+            return []
+        target = self._target_for_locks()
+        return await read(target, lambda session: _rows.fetch_for_get(session, query))
 
     async def get_or_none(self, **lookup: Any) -> ModelT | None:
         """Return the one row matching *lookup*, or None if there is none."""
-        query = self._query.filter((), lookup)
-        rows = (
-            []
-            if query.empty
-            else await read(
-                self._target_for_locks(),
-                lambda session: _rows.fetch_for_get(session, query),
-            )
-        )
-        result: ModelT | None = (
-            None if not rows else _rows.one(self.model, rows, lookup)
-        )
+        rows = await self._rows_for_get(lookup)
+        result: ModelT | None = _rows.one(self.model, rows, lookup) if rows else None
         return result
 
     async def create(self, **values: Any) -> ModelT:
@@ -605,17 +562,10 @@ class QuerySet(Generic[ModelT]):
         | None = None,
     ) -> list[tuple[ModelT, bool]]:
         """get_or_create for many keys at once: ``[(obj, created), ...]`` in
-        the order of *lookups*.
-
-        *lookups* are dicts naming the fields of one unique key of the model
-        (``[{"name": "a"}, {"name": "b"}]``). *defaults* is a mapping used for
-        every row created, or a callable taking the lookup dict and returning
-        that row's mapping. A key repeated in *lookups* gives the same object,
-        ``created=True`` at most once. Race-proof like get_or_create:
-        concurrent batches with overlapping keys make one row per key, and
-        ``created=True`` once per key across all callers. A few statements
-        per batch of up to 1,000 keys (see :mod:`._many`); each batch in a
-        transaction of its own, or in a SAVEPOINT inside a session.
+        the order of *lookups*, dicts naming the fields of one unique key.
+        *defaults*: a mapping for every new row, or a callable taking the
+        lookup dict. A repeated key gives the same object, ``created=True`` at
+        most once; race-proof like get_or_create (see :mod:`._many`).
         """
         return await _many.bulk_get_or_create(
             self._query, self._resolve(), lookups, defaults
