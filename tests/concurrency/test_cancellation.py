@@ -8,6 +8,7 @@ import random
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from sqlalchemy_objects import Database
 from tests.concurrency.worker import storm_call
@@ -34,7 +35,7 @@ async def test_cancelled_calls_leave_nothing_behind(
     """
     rng = random.Random(20261122)
     loop = asyncio.get_running_loop()
-    outcomes = {"done": 0, "cancelled": 0}
+    outcomes = {"done": 0, "cancelled": 0, "aborted": 0}
 
     async def call(i: int) -> None:
         op = (
@@ -54,6 +55,17 @@ async def test_cancelled_calls_leave_nothing_behind(
                 outcomes["cancelled"] += 1
             elif result is None:
                 outcomes["done"] += 1
+            elif (
+                mode == "session"
+                and isinstance(result, DBAPIError)
+                and db.facts.must_rerun(result)
+            ):
+                # Inside a session nothing is retried (docs/reliability.md):
+                # when a cancelled inserter rolls back, InnoDB may deadlock the
+                # two callers waiting on its key and roll one back whole. The
+                # checks below still hold for it (run_in_transaction is the
+                # remedy a caller would use).
+                outcomes["aborted"] += 1
             else:
                 raise result
         await User.objects.filter(
