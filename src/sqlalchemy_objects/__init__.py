@@ -5,19 +5,21 @@
 
 from __future__ import annotations
 
+from ._subqueries import Exists, OuterRef, Subquery
 from ._version import __version__
 from .database import Database
 from .exceptions import (
     ConfigurationError,
     FieldError,
     MultipleObjectsReturned,
+    NotSupportedError,
     ObjectDoesNotExist,
     ObjectsError,
     TransactionManagementError,
 )
 from .expressions import Avg, Count, F, Max, Min, Q, Sum
 from .manager import Manager, ManagerMixin
-from .queryset import Page, QuerySet
+from .queryset import Page, QuerySet, ValuesQuerySet
 from .session import current_session
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "Count",
     "Database",
+    "Exists",
     "F",
     "FieldError",
     "Manager",
@@ -32,13 +35,17 @@ __all__ = [
     "Max",
     "Min",
     "MultipleObjectsReturned",
+    "NotSupportedError",
     "ObjectDoesNotExist",
     "ObjectsError",
+    "OuterRef",
     "Page",
     "Q",
     "QuerySet",
+    "Subquery",
     "Sum",
     "TransactionManagementError",
+    "ValuesQuerySet",
     "__version__",
     "current_session",
 ]

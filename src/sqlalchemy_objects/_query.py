@@ -15,13 +15,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import sqlalchemy.orm
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    inspect,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.sql.util import ClauseAdapter
 
-from . import exceptions, lookups
+from . import _compound, exceptions, lookups
+from ._dialects import distinct_on
 from ._prep import prep_values
 from .expressions import (
     Aggregate,
     Combinable,
+    Conditional,
     OrderBy,
     Q,
     negate,
@@ -40,8 +54,10 @@ class Query:
 
     __slots__ = (
         "annotations",
+        "combined",
         "defer",
         "distinct",
+        "distinct_fields",
         "empty",
         "for_update",
         "limit",
@@ -67,12 +83,16 @@ class Query:
         self.only: frozenset[str] | None = None
         self.defer: frozenset[str] = frozenset()
         self.distinct = False
-        #: annotate(): (name, aggregate, its SQL, the model it reads)
-        self.annotations: tuple[tuple[str, Aggregate, Any, type[Any]], ...] = ()
+        #: distinct(*fields): PostgreSQL's DISTINCT ON
+        self.distinct_fields: tuple[str, ...] = ()
+        #: annotate(): (name, aggregate or expression, its SQL, the model it reads)
+        self.annotations: tuple[Annotation, ...] = ()
         #: none(): matches nothing, and no statement is sent
         self.empty = False
         #: select_for_update()'s options, or None
         self.for_update: RowLock | None = None
+        #: union() / intersection() / difference(): the parts, or None
+        self.combined: _compound.Combined | None = None
 
     def replace(self, **changes: Any) -> Query:
         """A copy with *changes* (attribute names) applied."""
@@ -90,6 +110,19 @@ class Query:
     def refuse_if_sliced(self, what: str) -> None:
         if self.sliced:
             raise TypeError(f"Cannot {what} a query once a slice has been taken.")
+
+    def refuse_if_combined(self, what: str) -> None:
+        if self.combined is not None:
+            raise _compound.refuse(what)
+
+    def combine(
+        self, kind: _compound.Kind, others: list[Query], all_rows: bool
+    ) -> Query:
+        """``union()`` / ``intersection()`` / ``difference()`` of this query
+        and *others*: a new query on the compound, unordered and unsliced."""
+        fresh = Query(self.model)
+        fresh.combined = _compound.Combined(kind, (self, *others), all_rows)
+        return fresh
 
     def ordering(self) -> tuple[OrderTerm, ...]:
         return self.order or ("pk",)
@@ -109,14 +142,19 @@ class Query:
 
     # -- builders ---------------------------------------------------------------
 
-    def annotate(self, named: Mapping[str, Aggregate]) -> Query:
-        """With the aggregates *named* computed per row (``annotate()``)."""
+    def annotate(self, named: Mapping[str, Aggregate | Combinable]) -> Query:
+        """With the aggregates and expressions *named* computed per row
+        (``annotate()``)."""
+        self.refuse_if_combined("annotate()")
         fields = lookups.mapper_of(self.model).attrs
         taken = {name for name, *_ in self.annotations}
-        added: list[tuple[str, Aggregate, Any, type[Any]]] = []
+        added: list[Annotation] = []
         for name, agg in named.items():
-            if not isinstance(agg, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
-                raise TypeError(f"annotate() takes Count/Sum/Avg/Min/Max, not {agg!r}")
+            if not isinstance(agg, Aggregate | Combinable):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(
+                    "annotate() takes Count/Sum/Avg/Min/Max, F() expressions, "
+                    f"Exists() and Subquery(), not {agg!r}"
+                )
             if name in fields or name == "pk":
                 raise ValueError(
                     f"The annotation {name!r} conflicts with a field on the model "
@@ -148,10 +186,13 @@ class Query:
             )
         return lookups.OPERATORS[op](columns[first], resolve_operand(self.model, value))
 
-    def filter(self, args: tuple[Q, ...], lookup: Mapping[str, Any]) -> Query:
+    def filter(
+        self, args: tuple[Q | Conditional, ...], lookup: Mapping[str, Any]
+    ) -> Query:
         """Narrowed to rows matching every ``Q`` of *args* and *lookup*."""
         if not args and not lookup:
             return self
+        self.refuse_if_combined("filter()")
         self.refuse_if_sliced("filter")
         if self.annotations:
             on_annotations: list[ColumnElement[bool]] = []
@@ -166,13 +207,18 @@ class Query:
             return query._filter_plain(args, rest) if (args or rest) else query
         return self._filter_plain(args, lookup)
 
-    def _filter_plain(self, args: tuple[Q, ...], lookup: Mapping[str, Any]) -> Query:
+    def _filter_plain(
+        self, args: tuple[Q | Conditional, ...], lookup: Mapping[str, Any]
+    ) -> Query:
         where = Q(*args, **lookup).resolve(self.model, same_row=True)
         return self if where is None else self.replace(where=(*self.where, where))
 
-    def exclude(self, args: tuple[Q, ...], lookup: Mapping[str, Any]) -> Query:
+    def exclude(
+        self, args: tuple[Q | Conditional, ...], lookup: Mapping[str, Any]
+    ) -> Query:
         """Without the rows matching all of *args* and *lookup* (Django's
         negation: a row whose condition is unknown stays)."""
+        self.refuse_if_combined("exclude()")
         self.refuse_if_sliced("filter")
         where = Q(*args, **lookup).resolve(self.model)
         if where is None:
@@ -205,15 +251,18 @@ class Query:
 
     def related(self, fields: tuple[str, ...], *, joined: bool) -> Query:
         """With loader options for *fields* (select_related when *joined*)."""
+        self.refuse_if_combined("select_related()" if joined else "prefetch_related()")
         for field in fields:
             loader(self.model, field, joined=joined)  # FieldError now, not at await
         related = tuple((f, joined) for f in fields)
         return self.replace(options=(*self.options, *related))
 
     def with_only(self, fields: Iterable[str]) -> Query:
+        self.refuse_if_combined("only()")
         return self.replace(only=frozenset(self.column_names(fields, "only()")))
 
     def with_defer(self, fields: tuple[str | None, ...]) -> Query:
+        self.refuse_if_combined("defer()")
         if fields == (None,):
             return self.replace(defer=frozenset())
         if any(f is None for f in fields):
@@ -249,7 +298,15 @@ class Query:
         """*stmt* with this query's WHERE, ORDER BY, LIMIT and OFFSET."""
         if self.where:
             stmt = stmt.where(and_(*self.where))
-        if self.distinct:
+        if self.distinct_fields:
+            stmt = distinct_on(
+                stmt,
+                [
+                    lookups.field_column(self.model, name, "distinct()")
+                    for name in self.distinct_fields
+                ],
+            )
+        elif self.distinct:
             stmt = stmt.distinct()
         if self.order:
             stmt = stmt.order_by(
@@ -263,6 +320,9 @@ class Query:
 
     def statement(self) -> Select[Any]:
         """The SELECT of the model's rows, with loader options and only()/defer()."""
+        if self.combined is not None:
+            order = order_clauses(self.model, self.order)
+            return _compound.statement(self, None, order)
         stmt: Select[Any] = self.apply(select(self.model))
         if self.options:
             joined = {path for path, is_joined in self.options if is_joined}
@@ -327,25 +387,50 @@ class Query:
             if name in pk or (name in wanted and name not in self.defer)
         ]
 
+    def aliased_statement(self, columns: Sequence[Any] | None) -> Select[Any]:
+        """This query inside another (``Exists()``, ``Subquery()``), on an
+        alias of the model so that the outer query never correlates it away:
+        ``SELECT 1`` with the WHERE (*columns* None: no ordering or slice
+        matters to EXISTS), or ``SELECT columns`` with ordering and slice."""
+        alias = sqlalchemy.orm.aliased(self.model)
+        adapter = ClauseAdapter(inspect(alias).selectable)
+        if columns is None:
+            one: Any = literal_column("1")  # pyright: ignore[reportUnknownVariableType]
+            stmt: Select[Any] = select(one).select_from(alias)
+            if self.where:
+                stmt = stmt.where(adapter.traverse(and_(*self.where)))
+            return stmt
+        stmt = self.apply(select(*columns).select_from(self.model))
+        adapted: Select[Any] = adapter.traverse(stmt)
+        return adapted
+
     def count_statement(self) -> Select[Any]:
         return select(func.count()).select_from(self.statement().subquery())
 
     def exists_statement(self) -> Select[Any]:
         return select(self.statement().exists())
 
-    def columns_statement(self, names: Sequence[str], what: str) -> Select[Any]:
+    def value_columns(self, names: Sequence[str], what: str) -> list[Any]:
+        """The columns of ``values(*names)``: fields, related fields, annotations."""
         annotated = self.annotation_columns()
-        columns = [
+        return [
             annotated[name].label(name)
             if name in annotated
             else _labelled(lookups.field_column(self.model, name, what), name)
             for name in names
         ]
+
+    def columns_statement(self, names: Sequence[str], what: str) -> Select[Any]:
+        if self.combined is not None:
+            order = order_clauses(self.model, self.order)
+            return _compound.statement(self, names, order)
+        columns = self.value_columns(names, what)
         stmt: Select[Any] = self.apply(select(*columns).select_from(self.model))
         return stmt
 
     def aggregate_statement(self, named: Mapping[str, Aggregate]) -> Select[Any]:
         """``SELECT agg, ...`` over the matching rows (over the slice, if any)."""
+        self.refuse_if_combined("aggregate()")
         attrs = [agg.column(self.model) for agg in named.values()]
         if self.sliced:  # aggregate over the slice: SELECT ... FROM (subquery)
             inner = self.apply(select(self.model)).subquery()
@@ -371,6 +456,7 @@ class Query:
         belong to several tables of a joined-inheritance model, one per table,
         each on the rows whose keys the QuerySet matches (the first one's
         row count is the answer)."""
+        self.refuse_if_combined("update()")
         self.refuse_if_sliced("update")
         if not values:
             raise TypeError(f"{self.model.__name__}.objects.update() needs values.")
@@ -412,6 +498,7 @@ class Query:
         return statements
 
     def delete_statement(self) -> Any:
+        self.refuse_if_combined("delete()")
         self.refuse_if_sliced("delete")
         stmt = delete(self.model)
         if self.where:
@@ -431,6 +518,10 @@ class RowLock:
         self.skip_locked = skip_locked
         self.of = of
 
+
+#: One annotate() entry: (name, aggregate or expression, its SQL, the model
+#: whose column it reads, for converting the value).
+Annotation = tuple[str, Aggregate | Combinable, Any, type[Any]]
 
 #: One term of order_by(): ``"name"``, ``"-name"`` or ``F("name").desc()``.
 OrderTerm = str | OrderBy

@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import Select, inspect, null
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ._dialects import backend_of
 from ._prep import prep_values
 from ._query import MAX_GET_RESULTS, Lock, Query
 from ._routing import Target, read
 from .database import Database
+from .exceptions import NotSupportedError
 from .session import shielded
 
 
@@ -125,6 +127,20 @@ def _keep_explicit_nulls(obj: Any, values: Mapping[str, Any]) -> None:
         column = columns[key].columns[0]
         if column.default is not None or column.server_default is not None:
             setattr(obj, key, null())  # loaded back by the refresh below
+
+
+def supported(query: Query, target: Target) -> Target:
+    """*target*, once it is known to run *query* as meant: ``distinct(*fields)``
+    needs DISTINCT ON (NotSupportedError elsewhere, as in Django)."""
+    if query.distinct_fields:
+        backend = target.facts if isinstance(target, Database) else backend_of(target)
+        if not backend.distinct_on:
+            raise NotSupportedError(
+                "DISTINCT ON fields is not supported by this database backend "
+                f"({backend.name}): {query.model.__name__}.objects.distinct("
+                f"{', '.join(map(repr, query.distinct_fields))})."
+            )
+    return target
 
 
 def refuse_unless_positive(value: Any, message: str) -> None:

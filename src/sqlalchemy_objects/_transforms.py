@@ -4,7 +4,8 @@ Django's ``__year``, ``__iso_year``, ``__quarter``, ``__month``, ``__week``,
 ``__week_day``, ``__iso_week_day``, ``__day``, ``__hour``, ``__minute``,
 ``__second`` (integers, with Django's numbering: ``week`` is the ISO 8601 week,
 ``week_day`` runs 1 = Sunday to 7 = Saturday, ``iso_week_day`` 1 = Monday to
-7 = Sunday) and ``__date`` (the date of a datetime). Each is compiled for its
+7 = Sunday), ``__date`` (the date of a datetime) and ``__time`` (its time of
+day). Each is compiled for its
 backend (PostgreSQL ``EXTRACT``, MySQL/MariaDB's date functions, SQLite's
 ``strftime``), and returns the same number on all three.
 
@@ -66,6 +67,7 @@ _PG: Final = {
     "minute": "CAST(EXTRACT(MINUTE FROM {x}) AS INTEGER)",
     "second": "CAST(FLOOR(EXTRACT(SECOND FROM {x})) AS INTEGER)",
     "date": "CAST({x} AS DATE)",
+    "time": "CAST({x} AS TIME)",
 }
 _MYSQL: Final = {
     "year": "YEAR({x})",
@@ -80,6 +82,7 @@ _MYSQL: Final = {
     "minute": "MINUTE({x})",
     "second": "SECOND({x})",
     "date": "DATE({x})",
+    "time": "TIME({x})",
 }
 # SQLite 3.40 has no %V/%G: the ISO week is that of the week's Thursday.
 _THURSDAY: Final = "date({x}, '-3 days', 'weekday 4')"
@@ -96,6 +99,9 @@ _SQLITE: Final = {
     "minute": "CAST(strftime('%M', {x}) AS INTEGER)",
     "second": "CAST(strftime('%S', {x}) AS INTEGER)",
     "date": "date({x})",
+    # SQLAlchemy stores a datetime as 'YYYY-MM-DD HH:MM:SS.ffffff' and a time
+    # as 'HH:MM:SS.ffffff': the time of day is the text from the 12th character.
+    "time": "substr({x}, 12)",
 }
 
 
@@ -114,6 +120,9 @@ def _compile_sqlite(element: Transform, compiler: Any, **kw: Any) -> str:
     return _SQLITE[element.part].format(x=_operand(element, compiler, **kw))
 
 
+#: The transforms that are not integers.
+_TYPES: Final[dict[str, Any]] = {"date": Date(), "time": Time()}
+
 #: Every transform, by name.
 TRANSFORMS: Final[dict[str, type[Transform]]] = {
     part: type(
@@ -122,8 +131,8 @@ TRANSFORMS: Final[dict[str, type[Transform]]] = {
         {
             "part": part,
             "inherit_cache": True,
-            "type": Date() if part == "date" else Integer(),
+            "type": _TYPES.get(part, Integer()),
         },
     )
-    for part in (*sorted(DATE_PARTS), *sorted(TIME_PARTS), "date")
+    for part in (*sorted(DATE_PARTS), *sorted(TIME_PARTS), "date", "time")
 }

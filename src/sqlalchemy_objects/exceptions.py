@@ -26,6 +26,11 @@ class ConfigurationError(ObjectsError):
     """The library is not set up for this call: no session, no database, bad option."""
 
 
+class NotSupportedError(ObjectsError):
+    """The database cannot do what the QuerySet asks (``distinct(*fields)``
+    off PostgreSQL). Django's name."""
+
+
 class TransactionManagementError(ObjectsError):
     """A call that needs a transaction (``select_for_update()``) ran outside
     one. Django's name."""

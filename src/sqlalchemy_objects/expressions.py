@@ -45,18 +45,41 @@ def negate(condition: ColumnElement[bool]) -> ColumnElement[bool]:
     return condition.is_not(true())
 
 
+class Conditional:
+    """A boolean expression that ``filter()`` takes next to ``Q`` objects
+    (``Exists(...)``), combinable with them by ``&`` and ``|``."""
+
+    __slots__ = ()
+
+    def condition(self, model: type[Any]) -> ColumnElement[bool]:
+        raise NotImplementedError  # pragma: no cover
+
+    def __and__(self, other: Q | Conditional) -> Q:
+        return Q(self) & (other if isinstance(other, Q) else Q(other))
+
+    def __or__(self, other: Q | Conditional) -> Q:
+        return Q(self) | (other if isinstance(other, Q) else Q(other))
+
+    def __rand__(self, other: Q) -> Q:
+        return Q(other, self)
+
+    def __ror__(self, other: Q) -> Q:
+        return other | Q(self)
+
+
 class Q:
     """A condition built from lookups, combinable with ``&``, ``|`` and ``~``."""
 
     __slots__ = ("children", "connector", "negated")
 
-    def __init__(self, *args: Q, **lookup: Any) -> None:
+    def __init__(self, *args: Q | Conditional, **lookup: Any) -> None:
         for arg in args:
-            if not isinstance(arg, Q):  # pyright: ignore[reportUnnecessaryIsInstance]
+            if not isinstance(arg, Q | Conditional):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise TypeError(
-                    f"Q() takes Q objects and field lookups, not {type(arg).__name__}"
+                    "Q() takes Q objects, Exists() and field lookups, not "
+                    f"{type(arg).__name__}"
                 )
-        self.children: tuple[Q | tuple[str, Any], ...] = (
+        self.children: tuple[Q | Conditional | tuple[str, Any], ...] = (
             *args,
             *sorted(lookup.items()),
         )
@@ -64,13 +87,17 @@ class Q:
         self.negated: bool = False
 
     @classmethod
-    def _node(cls, children: tuple[Q | tuple[str, Any], ...], connector: str) -> Q:
+    def _node(
+        cls, children: tuple[Q | Conditional | tuple[str, Any], ...], connector: str
+    ) -> Q:
         node = cls()
         node.children = children
         node.connector = connector
         return node
 
     def _combine(self, other: object, connector: str) -> Q:
+        if isinstance(other, Conditional):
+            other = Q(other)
         if not isinstance(other, Q):
             raise TypeError(f"Cannot combine a Q object with {other!r}")
         if not other.children:
@@ -79,13 +106,13 @@ class Q:
             return other
         return self._node((self, other), connector)
 
-    def __and__(self, other: Q) -> Q:
+    def __and__(self, other: Q | Conditional) -> Q:
         return self._combine(other, AND)
 
-    def __or__(self, other: Q) -> Q:
+    def __or__(self, other: Q | Conditional) -> Q:
         return self._combine(other, OR)
 
-    def _and_parts(self) -> tuple[list[tuple[str, Any]], tuple[Q, ...]]:
+    def _and_parts(self) -> tuple[list[tuple[str, Any]], tuple[Q | Conditional, ...]]:
         """The lookups of this AND node and of the plain AND nodes in it, and
         the other nodes (OR, negated)."""
         return _and_parts_of(self)
@@ -109,7 +136,8 @@ class Q:
 
     def __repr__(self) -> str:
         inner = f" {self.connector} ".join(
-            repr(c) if isinstance(c, Q) else f"{c[0]}={c[1]!r}" for c in self.children
+            f"{c[0]}={c[1]!r}" if isinstance(c, tuple) else repr(c)
+            for c in self.children
         )
         return f"<Q: {'NOT ' if self.negated else ''}({inner})>"
 
@@ -131,12 +159,14 @@ class Q:
             together = lookups.build_where(model, pairs, same_row=True)
             if together is not None:
                 clauses.append(together)
-            children: tuple[Q | tuple[str, Any], ...] = others
+            children: tuple[Q | Conditional | tuple[str, Any], ...] = others
         else:
             children = self.children
         for child in children:
             if isinstance(child, Q):
                 clause = child.resolve(model, same_row=same_row)
+            elif isinstance(child, Conditional):
+                clause = child.condition(model)
             else:
                 clause = lookups.build_where(model, {child[0]: child[1]})
             if clause is not None:
@@ -151,12 +181,16 @@ class Q:
         return negate(combined) if self.negated else combined
 
 
-def _and_parts_of(node: Q) -> tuple[list[tuple[str, Any]], tuple[Q, ...]]:
+def _and_parts_of(
+    node: Q,
+) -> tuple[list[tuple[str, Any]], tuple[Q | Conditional, ...]]:
     pairs: list[tuple[str, Any]] = []
-    others: list[Q] = []
+    others: list[Q | Conditional] = []
     for child in node.children:
-        if not isinstance(child, Q):
+        if isinstance(child, tuple):
             pairs.append(child)
+        elif isinstance(child, Conditional):
+            others.append(child)
         elif child.connector == AND and not child.negated:
             inner_pairs, inner_others = _and_parts_of(child)
             pairs.extend(inner_pairs)
@@ -235,6 +269,15 @@ class Combinable:
     def resolve_expression(self, model: type[Any]) -> ColumnElement[Any]:
         raise NotImplementedError  # pragma: no cover
 
+    # -- annotate() ---------------------------------------------------------------
+
+    def annotation(self, model: type[Any]) -> tuple[ColumnElement[Any], Any]:
+        """``annotate(total=F("price") * F("qty"))``: the expression, per row."""
+        return self.resolve_expression(model), model
+
+    def convert_annotation(self, value: Any, model: type[Any]) -> Any:
+        return value
+
 
 class F(Combinable):
     """A field of the row itself, in SQL: ``update(views=F("views") + 1)`` is
@@ -258,7 +301,8 @@ class F(Combinable):
         return hash(("F", self.name))
 
     def resolve_expression(self, model: type[Any]) -> ColumnElement[Any]:
-        column: ColumnElement[Any] = lookups.column_of(model, self.name, "F()")
+        # A column of the row, or one through many-to-one steps (author__name).
+        column: ColumnElement[Any] = lookups.field_column(model, self.name, "F()")
         return column
 
 
@@ -462,7 +506,7 @@ class Aggregate:
         pairs: list[tuple[str, Any]] = []
         for child in self.filter.children:
             if (
-                isinstance(child, Q)
+                not isinstance(child, tuple)
                 or self.filter.connector != AND
                 or self.filter.negated
                 or not child[0].startswith(prefix)

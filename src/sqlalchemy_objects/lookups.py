@@ -642,7 +642,11 @@ def field_column(model: type[Any], name: str, what: str) -> Any:
                 for local, remote in prop.local_remote_pairs
             )
         )
-        expression = select(expression).where(condition).scalar_subquery()
+        # Named, not automatic: the owner may sit two levels up (an F() inside
+        # the EXISTS of a relationship lookup).
+        expression = (
+            select(expression).where(condition).correlate(hop_owner).scalar_subquery()
+        )
     return expression
 
 

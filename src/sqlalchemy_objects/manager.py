@@ -22,8 +22,8 @@ from ._descriptor import ManagerDescriptor, no_instance_access
 from ._pages import Page
 from ._typing import ModelT, OwnerT
 from .database import Database
-from .expressions import Aggregate, Combinable, OrderBy, Q
-from .queryset import QuerySet, QuerySetManager
+from .expressions import Aggregate, Combinable, Conditional, OrderBy, Q
+from .queryset import QuerySet, QuerySetManager, ValuesQuerySet
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
@@ -172,11 +172,11 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
         """Return a QuerySet of every row."""
         return self.get_queryset()
 
-    def filter(self, *args: Q, **lookup: Any) -> QuerySet[ModelT]:
+    def filter(self, *args: Q | Conditional, **lookup: Any) -> QuerySet[ModelT]:
         """Return a QuerySet of the rows matching every ``Q`` and lookup."""
         return self.get_queryset().filter(*args, **lookup)
 
-    def exclude(self, *args: Q, **lookup: Any) -> QuerySet[ModelT]:
+    def exclude(self, *args: Q | Conditional, **lookup: Any) -> QuerySet[ModelT]:
         """Return a QuerySet of the rows not matching *args* and *lookup*."""
         return self.get_queryset().exclude(*args, **lookup)
 
@@ -188,7 +188,9 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
         """Return a QuerySet in descending primary-key order."""
         return self.get_queryset().reverse()
 
-    def annotate(self, *args: Aggregate, **kwargs: Aggregate) -> QuerySet[ModelT]:
+    def annotate(
+        self, *args: Aggregate, **kwargs: Aggregate | Combinable
+    ) -> QuerySet[ModelT]:
         """Return a QuerySet with aggregates per row; see :meth:`QuerySet.annotate`."""
         return self.get_queryset().annotate(*args, **kwargs)
 
@@ -326,23 +328,34 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
         """Return ``{value: obj}``; see :meth:`QuerySet.in_bulk`."""
         return await self.get_queryset().in_bulk(id_list, field_name=field_name)
 
-    async def values(self, *fields: str) -> list[dict[str, Any]]:
-        """Return every row as a dict; see :meth:`QuerySet.values`."""
-        return await self.get_queryset().values(*fields)
+    def values(self, *fields: str) -> ValuesQuerySet[dict[str, Any]]:
+        """Every row as a dict, lazily; see :meth:`QuerySet.values`."""
+        return self.get_queryset().values(*fields)
 
     @overload
-    async def values_list(
-        self, *fields: str, flat: Literal[False] = False
-    ) -> list[tuple[Any, ...]]: ...
+    def values_list(
+        self,
+        *fields: str,
+        flat: Literal[False] = False,
+        named: Literal[False] = False,
+    ) -> ValuesQuerySet[tuple[Any, ...]]: ...
     @overload
-    async def values_list(self, *fields: str, flat: Literal[True]) -> list[Any]: ...
-    async def values_list(
-        self, *fields: str, flat: bool = False
-    ) -> list[tuple[Any, ...]] | list[Any]:
-        """Return every row as a tuple; see :meth:`QuerySet.values_list`."""
-        if flat:
-            return await self.get_queryset().values_list(*fields, flat=True)
-        return await self.get_queryset().values_list(*fields)
+    def values_list(
+        self, *fields: str, flat: Literal[True], named: Literal[False] = False
+    ) -> ValuesQuerySet[Any]: ...
+    @overload
+    def values_list(
+        self, *fields: str, flat: Literal[False] = False, named: Literal[True]
+    ) -> ValuesQuerySet[Any]: ...
+    def values_list(
+        self, *fields: str, flat: bool = False, named: bool = False
+    ) -> ValuesQuerySet[tuple[Any, ...]] | ValuesQuerySet[Any]:
+        """Every row as a tuple, lazily; see :meth:`QuerySet.values_list`."""
+        queryset: Any = self.get_queryset()  # both overloads at once
+        result: ValuesQuerySet[Any] = queryset.values_list(
+            *fields, flat=flat, named=named
+        )
+        return result
 
     async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
         """Aggregate over every row; see :meth:`QuerySet.aggregate`."""

@@ -21,16 +21,27 @@ from typing import Any, Final, Generic, Literal, NoReturn, Self, TypeVar, overlo
 from sqlalchemy import ColumnElement, Select, false
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import _bulk, _get_or_create, _many, _pages, _rows, lookups
+from . import (
+    _bulk,
+    _compound,
+    _get_or_create,
+    _many,
+    _pages,
+    _rows,
+    _values,
+    lookups,
+)
 from ._descriptor import ManagerDescriptor, no_instance_access
 from ._dialects import backend_of
 from ._pages import Page as Page  # re-exported by the package
 from ._query import Query, RowLock
 from ._routing import Target, read, resolve, write
+from ._subqueries import correlate
 from ._typing import ModelT
+from ._values import ValuesQuerySet as ValuesQuerySet  # re-exported by the package
 from .database import Database
 from .exceptions import TransactionManagementError
-from .expressions import Aggregate, Combinable, OrderBy, Q
+from .expressions import Aggregate, Combinable, Conditional, OrderBy, Q
 
 _QuerySetT = TypeVar("_QuerySetT", bound="QuerySet[Any]")
 
@@ -110,11 +121,11 @@ class QuerySet(Generic[ModelT]):
         """Return a copy of this QuerySet (Django's ``all()``)."""
         return self._clone()
 
-    def filter(self, *args: Q, **lookup: Any) -> Self:
+    def filter(self, *args: Q | Conditional, **lookup: Any) -> Self:
         """Return a QuerySet narrowed to rows matching every ``Q`` and lookup."""
         return self._with(self._query.filter(args, lookup))
 
-    def exclude(self, *args: Q, **lookup: Any) -> Self:
+    def exclude(self, *args: Q | Conditional, **lookup: Any) -> Self:
         """Return a QuerySet without the rows that match all of *args* and *lookup*.
 
         As in Django, a row for which the condition is unknown (a NULL compared)
@@ -134,7 +145,7 @@ class QuerySet(Generic[ModelT]):
         """Return a QuerySet in the opposite order (by primary key if unordered)."""
         return self._clone(self._query.reverse())
 
-    def annotate(self, *args: Aggregate, **kwargs: Aggregate) -> Self:
+    def annotate(self, *args: Aggregate, **kwargs: Aggregate | Combinable) -> Self:
         """Return a QuerySet whose objects carry the aggregates as attributes:
         ``Author.objects.annotate(n=Count("books")).filter(n__gt=1)``.
 
@@ -146,15 +157,18 @@ class QuerySet(Generic[ModelT]):
         ``values()``. Positional aggregates are named as Django names them
         (``books__count``).
         """
-        named: dict[str, Aggregate] = {}
-        for agg in args:
-            if not isinstance(agg, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
-                raise TypeError(f"annotate() takes Count/Sum/Avg/Min/Max, not {agg!r}")
-            named[agg.default_alias] = agg
-        for name, agg in kwargs.items():
+        named: dict[str, Aggregate | Combinable] = {}
+        for positional in args:
+            if not isinstance(positional, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(
+                    "Complex annotations require an alias: "
+                    f"annotate(name={positional!r})"
+                )
+            named[positional.default_alias] = positional
+        for name, value in kwargs.items():
             if name in named:
                 raise ValueError(f"The annotation {name!r} is given twice.")
-            named[name] = agg
+            named[name] = value
         return self._clone(self._query.annotate(named))
 
     def none(self) -> Self:
@@ -167,16 +181,50 @@ class QuerySet(Generic[ModelT]):
     def distinct(self, *fields: str) -> Self:
         """Return a QuerySet without duplicate rows (``SELECT DISTINCT``).
 
-        ``distinct(*fields)`` (PostgreSQL's ``DISTINCT ON``) is not supported:
-        it raises ``NotImplementedError`` rather than silently dropping rows
-        differently on the other backends.
+        ``distinct("author_id")`` is PostgreSQL's ``DISTINCT ON``: the first
+        row (in the QuerySet's order, which must start with those fields) of
+        each group; elsewhere running it raises :class:`NotSupportedError`, as
+        in Django, rather than silently answering plain DISTINCT's rows.
         """
-        if fields:
-            raise NotImplementedError(
-                "distinct(*fields) (DISTINCT ON) is not supported; use distinct() "
-                "or the statement escape hatch (qs.statement.distinct(...))."
-            )
-        return self._clone(self._query.replace(distinct=True))
+        self._query.refuse_if_combined("distinct()")
+        for name in fields:
+            lookups.field_column(self.model, name, "distinct()")  # FieldError now
+        return self._clone(
+            self._query.replace(distinct=True, distinct_fields=tuple(fields))
+        )
+
+    def union(self, *others: QuerySet[ModelT], all: bool = False) -> Self:
+        """The rows of this QuerySet and of *others* (``UNION``; ``all=True``
+        keeps duplicates), as Django's ``union()``. The result can be ordered,
+        sliced, counted, tested with ``exists()`` and asked for ``values()``;
+        ``filter()`` and the other builders raise :class:`NotSupportedError`.
+        """
+        return self._combine("union", others, all)
+
+    def intersection(self, *others: QuerySet[ModelT]) -> Self:
+        """The rows in this QuerySet and in every one of *others* (``INTERSECT``)."""
+        return self._combine("intersection", others, False)
+
+    def difference(self, *others: QuerySet[ModelT]) -> Self:
+        """The rows of this QuerySet that none of *others* has (``EXCEPT``)."""
+        return self._combine("difference", others, False)
+
+    def _combine(
+        self, kind: _compound.Kind, others: Sequence[QuerySet[ModelT]], all_rows: bool
+    ) -> Self:
+        queries = _compound.check_parts(self.model, others, kind)
+        if kind == "intersection" and any(q.empty for q in queries):
+            return self.none()
+        parts = [q for q in queries if not q.empty]
+        if self._query.empty and kind != "union":
+            return self  # nothing, less or intersected with anything
+        if self._query.empty:
+            base, parts = (parts[0], parts[1:]) if parts else (self._query, [])
+        else:
+            base = self._query
+        if not parts and base is self._query:
+            return self
+        return self._clone(base.combine(kind, parts, all_rows))
 
     def select_for_update(
         self,
@@ -198,6 +246,7 @@ class QuerySet(Generic[ModelT]):
         """
         if isinstance(of, str):
             raise TypeError("select_for_update(of=...) takes a tuple of names.")
+        self._query.refuse_if_combined("select_for_update()")
         lock = RowLock(nowait, skip_locked, tuple(of))
         query = self._query.replace(for_update=lock)
         query.statement()  # names in of= checked now
@@ -254,7 +303,7 @@ class QuerySet(Generic[ModelT]):
         return self._query.columns_statement(["pk"], "a subquery")
 
     def _resolve(self) -> Target:
-        return resolve(self.model, self._target)
+        return _rows.supported(self._query, resolve(self.model, self._target))
 
     # -- terminal coroutines ----------------------------------------------------
 
@@ -383,51 +432,60 @@ class QuerySet(Generic[ModelT]):
         rows = await self.reverse()[:1]._fetch_all()
         return rows[0] if rows else None
 
-    async def values(self, *fields: str) -> list[dict[str, Any]]:
-        """Return the rows as dicts of *fields* (every column, and every
-        annotation, if none is named)."""
+    def values(self, *fields: str) -> ValuesQuerySet[dict[str, Any]]:
+        """The rows as dicts of *fields* (every column, and every annotation,
+        if none is named): a lazy QuerySet, as in Django, that awaiting runs
+        (``await qs.values("name")`` is a list), that chains, and that is a
+        subquery when given as a lookup value or to ``Subquery()``."""
         names = fields or (
             *lookups.mapper_of(self.model).column_attrs.keys(),
             *self._query.annotation_columns(),
         )
-        rows = await self._column_rows(names, "values()")
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        return ValuesQuerySet(
+            self.model, self._query, self._target, names, "dict", "values()"
+        )
 
     @overload
-    async def values_list(
-        self, *fields: str, flat: Literal[False] = False
-    ) -> list[tuple[Any, ...]]: ...
+    def values_list(
+        self,
+        *fields: str,
+        flat: Literal[False] = False,
+        named: Literal[False] = False,
+    ) -> ValuesQuerySet[tuple[Any, ...]]: ...
     @overload
-    async def values_list(self, *fields: str, flat: Literal[True]) -> list[Any]: ...
-    async def values_list(
-        self, *fields: str, flat: bool = False
-    ) -> list[tuple[Any, ...]] | list[Any]:
-        """Return the rows as tuples of *fields*; ``flat=True`` with one field
-        returns the bare values."""
+    def values_list(
+        self, *fields: str, flat: Literal[True], named: Literal[False] = False
+    ) -> ValuesQuerySet[Any]: ...
+    @overload
+    def values_list(
+        self, *fields: str, flat: Literal[False] = False, named: Literal[True]
+    ) -> ValuesQuerySet[Any]: ...
+    def values_list(
+        self, *fields: str, flat: bool = False, named: bool = False
+    ) -> ValuesQuerySet[tuple[Any, ...]] | ValuesQuerySet[Any]:
+        """The rows as tuples of *fields*; ``flat=True`` with one field gives
+        the bare values, ``named=True`` named tuples (Django's ``Row``). Lazy
+        and chainable, as :meth:`values`."""
+        if flat and named:
+            raise TypeError("'flat' and 'named' can't be used together.")
         if flat and len(fields) != 1:
             raise TypeError(
                 "'flat' is not valid when values_list is called with more than one "
                 f"field (got {len(fields)})."
             )
         names = fields or tuple(lookups.mapper_of(self.model).column_attrs.keys())
-        rows = await self._column_rows(names, "values_list()")
-        if flat:
-            return [row[0] for row in rows]
-        return [tuple(row) for row in rows]
+        kind: _values.Kind = "flat" if flat else ("named" if named else "tuple")
+        return ValuesQuerySet(
+            self.model, self._query, self._target, names, kind, "values_list()"
+        )
 
-    async def _column_rows(
-        self, names: Sequence[str], what: str
-    ) -> Sequence[Sequence[Any]]:
-        stmt = self._query.columns_statement(names, what)
-        if self._query.empty:
-            return []
-
-        async def work(session: AsyncSession) -> Sequence[Sequence[Any]]:
-            rows: Sequence[Sequence[Any]] = (await session.execute(stmt)).all()
-            return rows
-
-        rows = await read(self._resolve(), work)
-        return _rows.annotated_rows(self._query, names, rows)
+    def correlated_statement(self, outer: type[Any], what: str) -> Select[Any]:
+        """This QuerySet inside *outer*'s query: ``Exists(qs)``, or
+        ``Subquery(qs)`` of its primary key."""
+        columns = (
+            None if what == "Exists()" else self._query.value_columns(["pk"], what)
+        )
+        return correlate(self._query.aliased_statement(columns), outer)
 
     async def in_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"

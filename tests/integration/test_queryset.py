@@ -1106,8 +1106,6 @@ async def test_none_distinct_latest_earliest_iterator(
     )
     authors = User.objects.filter(articles__title__startswith="t")
     assert await authors.distinct().count() == 1
-    with pytest.raises(NotImplementedError, match="DISTINCT ON"):
-        User.objects.distinct("username")
     seen = [
         c.name async for c in Counter.objects.order_by("name").iterator(chunk_size=2)
     ]
@@ -1192,6 +1190,14 @@ DATE_PARTS = {
         ("seen__date", dt.date(2024, 7, 15), ["mon"]),
         ("seen__date__gt", "2022-01-01", ["mon"]),
         ("seen__date__range", (dt.date(2021, 1, 1), dt.date(2021, 1, 31)), ["sun"]),
+        ("seen__time", dt.time(10, 20, 30), ["sun"]),
+        (
+            "seen__time__range",
+            (dt.time(23, 59, 59), dt.time(23, 59, 59, 999999)),
+            ["mon"],
+        ),
+        ("seen__time__gte", dt.time(12), ["mon"]),
+        ("seen__time__lt", "12:00", ["sun"]),  # prepared as a time
         ("day__year", 2024, ["mon"]),
         ("day__week_day", 2, ["mon"]),
         ("day__week", 53, ["sun"]),
@@ -1218,6 +1224,8 @@ async def test_date_transforms_refuse_what_a_type_has_not(db: Database) -> None:
         Counter.objects.filter(name__year=2020)
     with pytest.raises(ValueError, match=r"expected a number"):
         Counter.objects.filter(seen__year="soon")
+    with pytest.raises(FieldError, match=r"Unsupported lookup 'time' for Counter\.day"):
+        Counter.objects.filter(day__time=dt.time(1))
 
 
 async def test_values_and_order_by_across_relationships(db: Database) -> None:

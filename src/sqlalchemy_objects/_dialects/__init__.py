@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from sqlalchemy.dialects.postgresql import distinct_on as _pg_distinct_on
 from sqlalchemy.engine import URL, make_url
 
 from ..exceptions import ConfigurationError
@@ -52,6 +53,12 @@ DEFAULT_URL: Final = "sqlite+aiosqlite:///sqlalchemy_objects.sqlite3"
 def backend_named(name: str) -> Backend:
     """The facts of the backend SQLAlchemy calls *name* (``mariadb`` is MySQL's)."""
     return _BACKENDS.get(_SCHEMES.get(name, name), _UNKNOWN)
+
+
+def distinct_on(stmt: Any, columns: list[Any]) -> Any:
+    """*stmt* with ``DISTINCT ON (columns)``: PostgreSQL's only; other backends
+    cannot compile it (callers check :attr:`Backend.distinct_on` first)."""
+    return stmt.ext(_pg_distinct_on(*columns))
 
 
 def backend_of(bindable: Any) -> Backend:

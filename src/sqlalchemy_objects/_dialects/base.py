@@ -82,6 +82,9 @@ class Backend:
         where it has none."""
         return None
 
+    #: Whether ``SELECT DISTINCT ON (fields)`` exists (PostgreSQL).
+    distinct_on: ClassVar[bool] = False
+
     #: Whether a native ENUM column sorts by declaration order but compares
     #: with a value as text (MySQL): keyset pagination cannot use it.
     enum_sorts_unlike_it_compares: ClassVar[bool] = False

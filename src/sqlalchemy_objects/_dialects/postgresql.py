@@ -52,6 +52,7 @@ class PostgreSQL(Backend):
     name: ClassVar[str] = "postgresql"
     default_driver: ClassVar[str] = "asyncpg"
     autocommit_reads: ClassVar[bool] = True
+    distinct_on: ClassVar[bool] = True
 
     def engine_defaults(self, url: URL, *, pgbouncer: bool) -> dict[str, Any]:
         """Prepared statements that cannot mix up clients behind a pooler.
