@@ -24,6 +24,11 @@ from sqlalchemy import types
 from sqlalchemy.engine import Connection
 
 from ._checkout import GuardedConnection
+from ._dialects import backend_named
+from ._dialects.base import INTERNAL_LISTENERS
+
+#: Not an execution option's value.
+_MISSING: Final = object()
 
 #: Connection events that execute() fires and a bare cursor does not.
 _STATEMENT_EVENTS: Final = (
@@ -112,33 +117,40 @@ def plan(
 _CONNECTIONS: Final = (Connection, GuardedConnection)
 
 
+def _listened(dispatch: Any, name: str) -> bool:
+    return any(fn not in INTERNAL_LISTENERS for fn in getattr(dispatch, name))
+
+
 def cursor_allowed(conn: Connection) -> bool:
     """Whether a bare cursor would skip nothing execute() does on *conn*: no
-    statement or transaction listeners, no SQL logging, no execution options
-    beyond the isolation level."""
+    statement or transaction listeners (but the library's own, see
+    :data:`INTERNAL_LISTENERS`), no SQL logging, no execution options but
+    those of an autocommit connection."""
     engine = conn.engine
     dispatch = engine.dispatch
-    return (
-        _handle_error is not None
-        and not any(getattr(dispatch, name) for name in _STATEMENT_EVENTS)
-        and not engine.logger.isEnabledFor(logging.INFO)
-        and conn.get_execution_options().keys() <= {"isolation_level"}
+    if (
+        _handle_error is None
+        or any(_listened(dispatch, name) for name in _STATEMENT_EVENTS)
+        or engine.logger.isEnabledFor(logging.INFO)
+    ):
+        return False
+    autocommit = backend_named(conn.dialect.name).autocommit_options
+    return all(
+        key == "isolation_level" or autocommit.get(key, _MISSING) == value
+        for key, value in conn.get_execution_options().items()
     )
 
 
 def cursor_rows(conn: Connection, driver: DriverPlan, args: tuple[Any, ...]) -> Any:
-    """Every row of *driver*'s SQL run with *args* through *conn*'s cursor."""
-    proxied = conn.connection
-    cursor = proxied.cursor()
+    """Every row of *driver*'s SQL run with *args* on *conn*'s DBAPI
+    connection (its cursor, or the driver's cheaper way)."""
+    backend = backend_named(conn.dialect.name)
     try:
-        cursor.execute(driver.sql, args)
-        rows = cursor.fetchall()
+        return backend.driver_rows(conn.connection, driver.sql, args)
     except BaseException as exc:
         assert _handle_error is not None
-        _handle_error(conn, exc, driver.sql, args, cursor, None)  # always raises
+        _handle_error(conn, exc, driver.sql, args, None, None)  # always raises
         raise  # pragma: no cover
-    cursor.close()
-    return rows
 
 
 def rows(executor: Any, key: Any, stmt: Any, params: Mapping[str, Any]) -> Any:

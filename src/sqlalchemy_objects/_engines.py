@@ -71,15 +71,16 @@ class LoopEngine:
         self.read_sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.read_engine, expire_on_commit=False
         )
-        # PostgreSQL sessions without BEGIN: each statement commits by itself,
-        # at the server's default READ COMMITTED. Autocommit get_or_create uses
-        # them, and reads too unless an isolation_level was chosen. Streaming
+        # PostgreSQL and SQLite sessions without BEGIN: each statement commits
+        # by itself (on PostgreSQL at the server's default READ COMMITTED).
+        # Autocommit get_or_create uses them, and reads too unless an
+        # isolation_level was chosen. Streaming
         # (server-side cursors) needs a transaction and keeps read_sessionmaker.
         self.autocommit_sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self.quick_read_sessionmaker = self.read_sessionmaker
         if facts.autocommit_reads:
             self.autocommit_sessionmaker = async_sessionmaker(
-                guard(engine.execution_options(isolation_level="AUTOCOMMIT")),
+                guard(engine.execution_options(**facts.autocommit_options)),
                 expire_on_commit=False,
             )
             if not isolation_chosen:

@@ -296,10 +296,13 @@ def one_statement(
     spec: Prepared,
     target: tuple[str, ...],
 ) -> tuple[Any, bool] | dict[str, Any] | None:
-    """On one PostgreSQL connection without a transaction, each statement
-    committed by itself: SELECT; on a miss ``INSERT ... ON CONFLICT (target) DO
-    NOTHING RETURNING``; if that inserted nothing, one more SELECT (a new
-    statement sees every row committed before it started).
+    """On one connection without a transaction, each statement committed by
+    itself: SELECT; on a miss ``INSERT ... ON CONFLICT (target) DO NOTHING
+    RETURNING``; if that inserted nothing, one more SELECT (a new statement
+    sees every row committed before it started). Where the backend takes no
+    autocommit writes (SQLite: ``Backend.autocommit_writes``) the miss goes
+    back to :func:`autocommit` with the resolved values, which inserts in a
+    transaction.
 
     Runs inside SQLAlchemy's greenlet (``Executor.autocommit``): *executor* is
     a sync ``Connection`` or ``Session``, and callable defaults are awaited
@@ -317,6 +320,8 @@ def one_statement(
     if any(callable(value) for value in values.values()):
         values = await_only(_rows.resolve_values(create_from))
     values = prep_values(model, values)
+    if not db.facts.autocommit_writes:
+        return values  # autocommit() creates the row, in a transaction
     candidate = model(**values)
     row = (
         _on_conflict.insert_values(candidate)

@@ -377,9 +377,9 @@ async def test_a_defaults_callable_may_query_the_same_session(db: Database) -> N
 
 
 async def test_autocommit_reads_skip_begin_on_postgresql(db: Database) -> None:
-    """On PostgreSQL (default READ COMMITTED) an autocommit read runs without
-    BEGIN/ROLLBACK, a session and a stricter isolation level keep transactions;
-    other backends read in a transaction."""
+    """On PostgreSQL (default READ COMMITTED) and SQLite an autocommit read
+    runs without BEGIN/ROLLBACK, a session and a stricter isolation level keep
+    transactions; MariaDB reads in a transaction."""
     await User.objects.create(username="ann")
 
     async def driver_in_transaction(session: AsyncSession) -> bool:
@@ -388,15 +388,19 @@ async def test_autocommit_reads_skip_begin_on_postgresql(db: Database) -> None:
         driver: Any = raw.driver_connection
         if hasattr(driver, "is_in_transaction"):  # asyncpg
             return bool(driver.is_in_transaction())
+        if hasattr(driver, "in_transaction"):  # aiosqlite
+            return bool(driver.in_transaction)
         return bool(driver.info.transaction_status != 0)  # psycopg: 0 is IDLE
 
-    if db.backend != "postgresql":
+    if not db.facts.autocommit_reads:
         assert db.quick_read_sessionmaker is db.read_sessionmaker
         return
     assert await db.run_read(driver_in_transaction) is False
     async with db.session() as session:
         await User.objects.get(username="ann")
         assert await driver_in_transaction(session) is True
+    if db.backend == "sqlite":
+        return  # SQLite has no isolation levels to choose
     strict = Database(db.url, isolation_level="REPEATABLE READ")
     try:
         assert await strict.run_read(driver_in_transaction) is True

@@ -7,7 +7,7 @@ no error counts as a race, nothing is rerun, nothing is special about reads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final
 
 from sqlalchemy.engine import URL
@@ -25,6 +25,48 @@ def error_code(exc: DBAPIError) -> Any:
     return args[0] if args else None
 
 
+#: Engine listeners the library installs whose work the bare-cursor path does
+#: itself or need not do (SQLite's BEGIN recipe on an autocommit connection):
+#: they do not turn that path off.
+INTERNAL_LISTENERS: set[Any] = set()
+
+
+def skip_idle_transaction_ends(
+    dialect: Any,
+    idle: Callable[[Any], Any],
+    ended: Callable[[Any], None] | None = None,
+) -> None:
+    """Make *dialect* send no ROLLBACK or COMMIT where *idle* (given the
+    driver's own connection) says there is no transaction to end; *ended* is
+    told of each one that was sent.
+
+    SQLAlchemy rolls back twice per call made outside a session (when its
+    transaction ends, and again when the pool takes the connection back), and
+    ends the "transaction" of an autocommit connection too. Each is a round
+    trip (a trip to aiosqlite's thread, or to the server) that changes
+    nothing. When the state cannot be read, the statement is sent.
+    """
+
+    def skipping(plain: Callable[[Any], None]) -> Callable[[Any], None]:
+        def end(dbapi_connection: Any) -> None:
+            adapted = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+            driver = getattr(adapted, "driver_connection", None)
+            try:
+                skip = driver is not None and bool(idle(driver))
+            except Exception:  # closed, or another driver
+                skip = False
+            if skip:
+                return
+            plain(dbapi_connection)
+            if ended is not None and driver is not None:
+                ended(driver)
+
+        return end
+
+    dialect.do_rollback = skipping(dialect.do_rollback)
+    dialect.do_commit = skipping(dialect.do_commit)
+
+
 class Backend:
     """The facts of one database backend that the rest of the library asks.
 
@@ -40,16 +82,34 @@ class Backend:
     #: BEGIN/ROLLBACK, at the server's default isolation level. Also what the
     #: one-statement get_or_create needs (each statement commits by itself).
     autocommit_reads: ClassVar[bool] = False
+    #: Whether get_or_create's one-statement path may also INSERT on such a
+    #: connection (``ON CONFLICT DO NOTHING RETURNING``, committed by itself);
+    #: where not, it reads there and creates in a transaction.
+    autocommit_writes: ClassVar[bool] = False
     #: A locking read (``LOCK IN SHARE MODE``) sees rows committed after the
     #: transaction's snapshot, so the retried get after a lost race uses one.
     locking_read_sees_latest: ClassVar[bool] = False
     #: Execution options of the engine view that reads outside a session use.
     read_options: ClassVar[dict[str, Any]] = {}
+    #: The execution options that make a connection autocommit (each
+    #: statement commits by itself, no BEGIN), where ``autocommit_reads``.
+    autocommit_options: ClassVar[dict[str, Any]] = {}
 
     def engine_defaults(self, url: URL, *, pgbouncer: bool) -> dict[str, Any]:
         """Engine options for this backend that the user did not choose;
         *pgbouncer*: a transaction-mode pooler sits in front of the server."""
         return {}
+
+    def driver_rows(self, connection: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        """Every row of *sql* run with *args* on the pooled DBAPI *connection*
+        (inside SQLAlchemy's greenlet): through its cursor, unless the driver
+        has a cheaper way."""
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql, args)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
 
     def install(self, engine: AsyncEngine, sqlite_begin: str) -> None:
         """Install the event listeners this backend needs on *engine*."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
+from sqlalchemy import event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .base import Backend, error_code
+from .base import Backend, error_code, skip_idle_transaction_ends
 
 #: ER_DUP_ENTRY (unique keys and primary keys).
 DUP_ENTRY: Final = 1062
@@ -18,6 +20,9 @@ DUP_ENTRY: Final = 1062
 SAVEPOINT_MISSING: Final = 1305
 #: ER_LOCK_DEADLOCK: InnoDB rolled back the whole transaction.
 DEADLOCK: Final = 1213
+#: Set on the driver's connection when its transaction was ended and no
+#: statement has run on it since.
+_ENDED: Final = "_sqlalchemy_objects_ended"
 
 
 class MySQL(Backend):
@@ -33,6 +38,30 @@ class MySQL(Backend):
         # Django's choice for MySQL: under InnoDB's default REPEATABLE READ the
         # re-read after a lost race cannot see the winner's row.
         return {"isolation_level": "READ COMMITTED"}
+
+    def install(self, engine: AsyncEngine, sqlite_begin: str) -> None:
+        """Send the pool's ROLLBACK on return only where it can matter.
+
+        A call outside a session ends its transaction, then the pool rolls
+        back once more when it takes the connection back: a round trip that
+        changes nothing when no statement ran since that end and the server
+        reports no transaction open (``SERVER_STATUS_IN_TRANS``, which asyncmy
+        and aiomysql keep). A statement that never finished (a cancelled
+        task) is never taken for an end.
+        """
+        sync_engine = engine.sync_engine
+
+        @event.listens_for(sync_engine, "before_cursor_execute")
+        def _statement(conn: Any, *args: Any) -> None:
+            setattr(conn.connection.driver_connection, _ENDED, False)
+
+        skip_idle_transaction_ends(
+            sync_engine.dialect,
+            lambda driver: (
+                getattr(driver, _ENDED, False) and not driver.get_transaction_status()
+            ),
+            lambda driver: setattr(driver, _ENDED, True),
+        )
 
     def is_unique_violation(self, exc: IntegrityError) -> bool:
         return bool(error_code(exc) == DUP_ENTRY)

@@ -53,6 +53,8 @@ class PostgreSQL(Backend):
     default_driver: ClassVar[str] = "asyncpg"
     autocommit_reads: ClassVar[bool] = True
     distinct_on: ClassVar[bool] = True
+    autocommit_writes: ClassVar[bool] = True
+    autocommit_options: ClassVar[dict[str, Any]] = {"isolation_level": "AUTOCOMMIT"}
 
     def engine_defaults(self, url: URL, *, pgbouncer: bool) -> dict[str, Any]:
         """Prepared statements that cannot mix up clients behind a pooler.

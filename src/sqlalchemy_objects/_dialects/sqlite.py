@@ -10,10 +10,12 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_only
 
-from .base import Backend
+from .base import INTERNAL_LISTENERS, Backend, skip_idle_transaction_ends
 
 SqliteBegin = Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"]
+#: ``sqlite_begin="NONE"``: no BEGIN at all (quick reads; internal).
 
 #: Extended result codes that mean "a unique or primary key fired".
 UNIQUE_ERRORS: Final = frozenset(
@@ -27,6 +29,10 @@ BEGIN_SQL: Final[dict[str, str]] = {
     "IMMEDIATE": "BEGIN IMMEDIATE",
     "EXCLUSIVE": "BEGIN EXCLUSIVE",
 }
+
+
+#: Set on aiosqlite's connection while a BEGIN may be open on it.
+_BEGUN: Final = "_sqlalchemy_objects_begun"
 
 
 class RollbackOnCloseConnection(sqlite3.Connection):
@@ -55,8 +61,24 @@ class SQLite(Backend):
 
     name: ClassVar[str] = "sqlite"
     default_driver: ClassVar[str] = "aiosqlite"
-    # Reads outside a session must not take the write lock.
+    # Reads outside a session must not take the write lock: a DEFERRED
+    # transaction for those that need one (streaming). Autocommit connections
+    # send no BEGIN at all: one statement is its own transaction in SQLite
+    # (a write waits for the lock up to the busy timeout), as on PostgreSQL.
     read_options: ClassVar[dict[str, Any]] = {"sqlite_begin": "DEFERRED"}
+    autocommit_reads: ClassVar[bool] = True
+    # Not writes: an INSERT of a task cancelled mid-statement kept the write
+    # lock (its statement never reset) until the process ended; a write
+    # transaction is rolled back, statements and all.
+    autocommit_options: ClassVar[dict[str, Any]] = {"sqlite_begin": "NONE"}
+
+    def driver_rows(self, connection: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        """aiosqlite runs execute and fetchall in one trip to its thread."""
+        driver = connection.driver_connection
+        fetch_all = getattr(driver, "execute_fetchall", None)
+        if fetch_all is None:  # pragma: no cover - another driver
+            return super().driver_rows(connection, sql, args)
+        return await_only(fetch_all(sql, args))
 
     def engine_defaults(self, url: URL, *, pgbouncer: bool) -> dict[str, Any]:
         return {
@@ -81,6 +103,7 @@ class SQLite(Backend):
 
         @event.listens_for(sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+            setattr(dbapi_connection.driver_connection, _BEGUN, False)
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             try:
@@ -93,7 +116,26 @@ class SQLite(Backend):
         @event.listens_for(sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", sqlite_begin)
-            conn.exec_driver_sql(BEGIN_SQL[mode])
+            if mode != "NONE":
+                setattr(conn.connection.driver_connection, _BEGUN, True)
+                conn.exec_driver_sql(BEGIN_SQL[mode])
+
+        # The bare cursor runs only on autocommit ("NONE") connections, where
+        # this sends nothing.
+        INTERNAL_LISTENERS.add(_on_begin)
+
+        # sqlite3 ends no transaction that is not open, but through aiosqlite
+        # even that costs a trip to the connection's thread. Idle means: no
+        # BEGIN sent since the last end (a BEGIN still queued for the thread,
+        # as when a task is cancelled, is not in ``in_transaction`` yet) and
+        # none open.
+        skip_idle_transaction_ends(
+            sync_engine.dialect,
+            lambda driver: (
+                not getattr(driver, _BEGUN, True) and not driver.in_transaction
+            ),
+            lambda driver: setattr(driver, _BEGUN, False),
+        )
 
     def on_conflict_insert(self, model: type[Any]) -> Any:
         return sqlite.insert(model)
