@@ -70,6 +70,7 @@ bench: install services
 	$(BIN)/python benchmarks/peers/run.py --repeats 3
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/pgbouncer.py
+	$(BIN)/python benchmarks/backends.py
 	$(BIN)/python benchmarks/plot.py
 
 docs: install
