@@ -63,16 +63,32 @@ def refuse(what: str) -> exceptions.NotSupportedError:
     )
 
 
-def check_parts(model: type[Any], others: Sequence[Any], kind: str) -> list[Query]:
+def combine(
+    query: Query, kind: Kind, others: Sequence[Any], all_rows: bool = False
+) -> Query:
+    """*query* combined with the QuerySets *others*: a new Query, or *query*
+    itself where the others change nothing. Empty parts (``none()``) count as
+    Django counts them: nothing to add to a union or to take from a
+    difference; an empty intersection."""
     queries: list[Query] = []
     for other in others:
-        query = getattr(other, "_query", None)
-        if query is None or getattr(other, "model", None) is not model:
+        part = getattr(other, "_query", None)
+        if part is None or getattr(other, "model", None) is not query.model:
             raise TypeError(
-                f"{kind}() combines QuerySets of {model.__name__}, not {other!r}"
+                f"{kind}() combines QuerySets of {query.model.__name__}, not {other!r}"
             )
-        queries.append(query)
-    return queries
+        queries.append(part)
+    if kind == "intersection" and any(q.empty for q in queries):
+        return query.nothing()
+    parts = [q for q in queries if not q.empty]
+    if query.empty and kind != "union":
+        return query  # nothing, less or intersected with anything
+    base = query
+    if query.empty and parts:
+        base, parts = parts[0], parts[1:]
+    if not parts and base is query:
+        return query
+    return base.combine(kind, parts, all_rows)
 
 
 def _part(query: Query, columns: list[Any]) -> Select[Any]:

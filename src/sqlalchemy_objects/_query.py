@@ -20,6 +20,7 @@ from sqlalchemy import (
     Select,
     and_,
     delete,
+    false,
     func,
     inspect,
     literal_column,
@@ -110,6 +111,10 @@ class Query:
     def refuse_if_sliced(self, what: str) -> None:
         if self.sliced:
             raise TypeError(f"Cannot {what} a query once a slice has been taken.")
+
+    def nothing(self) -> Query:
+        """Matching no row (``none()``): no statement is sent."""
+        return self.replace(empty=True, where=(*self.where, false()))
 
     def refuse_if_combined(self, what: str) -> None:
         if self.combined is not None:

@@ -16,7 +16,8 @@ placeholder raises ``ValueError`` instead of sending SQL that means nothing.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, Select
 from sqlalchemy.ext.compiler import compiles
@@ -25,6 +26,9 @@ from sqlalchemy.sql.visitors import InternalTraversal, replacement_traverse
 
 from . import lookups
 from .expressions import Combinable, Conditional, F
+
+if TYPE_CHECKING:
+    from ._query import Query
 
 
 class OuterColumn(ColumnElement[Any]):
@@ -84,6 +88,15 @@ def correlate(stmt: Select[Any], outer: type[Any]) -> Select[Any]:
         return None
 
     return cast("Select[Any]", replacement_traverse(stmt, {}, swap))
+
+
+def correlated(
+    query: Query, names: Sequence[str] | None, outer: type[Any], what: str
+) -> Select[Any]:
+    """*query* inside *outer*'s: ``SELECT 1`` (*names* None, for EXISTS) or
+    the fields *names*, on an alias of its model, OuterRefs swapped in."""
+    columns = None if names is None else query.value_columns(names, what)
+    return correlate(query.aliased_statement(columns), outer)
 
 
 class Subquery(Combinable):

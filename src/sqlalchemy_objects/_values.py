@@ -19,16 +19,28 @@ from typing import Any, Generic, Literal, Self, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import _rows
+from . import _rows, lookups
 from ._query import Query
 from ._routing import Target, read, resolve
-from ._subqueries import correlate
+from ._subqueries import correlated
 from .expressions import Combinable, Conditional, OrderBy, Q
 
 RowT = TypeVar("RowT")
 
 #: How a row is handed out.
 Kind = Literal["dict", "tuple", "named", "flat"]
+
+
+def kind_of(fields: Sequence[str], *, flat: bool, named: bool) -> Kind:
+    """How ``values_list(*fields, flat=, named=)`` hands rows out."""
+    if flat and named:
+        raise TypeError("'flat' and 'named' can't be used together.")
+    if flat and len(fields) != 1:
+        raise TypeError(
+            "'flat' is not valid when values_list is called with more than one "
+            f"field (got {len(fields)})."
+        )
+    return "flat" if flat else ("named" if named else "tuple")
 
 
 class ValuesQuerySet(Generic[RowT]):
@@ -41,10 +53,15 @@ class ValuesQuerySet(Generic[RowT]):
         model: type[Any],
         query: Query,
         target: Target | None,
-        names: Sequence[str],
+        fields: Sequence[str],
         kind: Kind,
-        what: str,
     ) -> None:
+        mapper = lookups.mapper_of(model)
+        names = fields or (
+            *mapper.column_attrs.keys(),
+            *(query.annotation_columns() if kind == "dict" else ()),
+        )
+        what = "values()" if kind == "dict" else "values_list()"
         query.columns_statement(names, what)  # FieldError now, not at await
         self.model = model
         self._query = query
@@ -110,15 +127,13 @@ class ValuesQuerySet(Generic[RowT]):
 
     def correlated_statement(self, outer: type[Any], what: str) -> Select[Any]:
         """This query inside *outer*'s (``Exists()`` / ``Subquery()``)."""
-        if what == "Exists()":
-            return correlate(self._query.aliased_statement(None), outer)
-        if len(self._names) != 1:
+        if what != "Exists()" and len(self._names) != 1:
             raise TypeError(
                 f"{what} needs a QuerySet of one field, such as "
                 f"values('{self._names[0]}'); {self!r} selects {len(self._names)}."
             )
-        columns = self._query.value_columns(self._names, what)
-        return correlate(self._query.aliased_statement(columns), outer)
+        names = None if what == "Exists()" else self._names
+        return correlated(self._query, names, outer, what)
 
     # -- terminal coroutines ----------------------------------------------------
 

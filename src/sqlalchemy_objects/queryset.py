@@ -18,7 +18,7 @@ from collections.abc import (
 from contextlib import aclosing
 from typing import Any, Final, Generic, Literal, NoReturn, Self, TypeVar, overload
 
-from sqlalchemy import ColumnElement, Select, false
+from sqlalchemy import ColumnElement, Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import (
@@ -36,7 +36,7 @@ from ._dialects import backend_of
 from ._pages import Page as Page  # re-exported by the package
 from ._query import Query, RowLock
 from ._routing import Target, read, resolve, write
-from ._subqueries import correlate
+from ._subqueries import correlated
 from ._typing import ModelT
 from ._values import ValuesQuerySet as ValuesQuerySet  # re-exported by the package
 from .database import Database
@@ -172,11 +172,8 @@ class QuerySet(Generic[ModelT]):
         return self._clone(self._query.annotate(named))
 
     def none(self) -> Self:
-        """Return a QuerySet that matches nothing; running it sends no
-        statement (Django's ``none()``)."""
-        return self._clone(
-            self._query.replace(empty=True, where=(*self._query.where, false()))
-        )
+        """Return a QuerySet that matches nothing (no statement is sent)."""
+        return self._clone(self._query.nothing())
 
     def distinct(self, *fields: str) -> Self:
         """Return a QuerySet without duplicate rows (``SELECT DISTINCT``).
@@ -195,36 +192,16 @@ class QuerySet(Generic[ModelT]):
 
     def union(self, *others: QuerySet[ModelT], all: bool = False) -> Self:
         """The rows of this QuerySet and of *others* (``UNION``; ``all=True``
-        keeps duplicates), as Django's ``union()``. The result can be ordered,
-        sliced, counted, tested with ``exists()`` and asked for ``values()``;
-        ``filter()`` and the other builders raise :class:`NotSupportedError`.
-        """
-        return self._combine("union", others, all)
+        keeps duplicates), as Django's; see :mod:`._compound`."""
+        return self._with(_compound.combine(self._query, "union", others, all))
 
     def intersection(self, *others: QuerySet[ModelT]) -> Self:
         """The rows in this QuerySet and in every one of *others* (``INTERSECT``)."""
-        return self._combine("intersection", others, False)
+        return self._with(_compound.combine(self._query, "intersection", others))
 
     def difference(self, *others: QuerySet[ModelT]) -> Self:
         """The rows of this QuerySet that none of *others* has (``EXCEPT``)."""
-        return self._combine("difference", others, False)
-
-    def _combine(
-        self, kind: _compound.Kind, others: Sequence[QuerySet[ModelT]], all_rows: bool
-    ) -> Self:
-        queries = _compound.check_parts(self.model, others, kind)
-        if kind == "intersection" and any(q.empty for q in queries):
-            return self.none()
-        parts = [q for q in queries if not q.empty]
-        if self._query.empty and kind != "union":
-            return self  # nothing, less or intersected with anything
-        if self._query.empty:
-            base, parts = (parts[0], parts[1:]) if parts else (self._query, [])
-        else:
-            base = self._query
-        if not parts and base is self._query:
-            return self
-        return self._clone(base.combine(kind, parts, all_rows))
+        return self._with(_compound.combine(self._query, "difference", others))
 
     def select_for_update(
         self,
@@ -433,17 +410,9 @@ class QuerySet(Generic[ModelT]):
         return rows[0] if rows else None
 
     def values(self, *fields: str) -> ValuesQuerySet[dict[str, Any]]:
-        """The rows as dicts of *fields* (every column, and every annotation,
-        if none is named): a lazy QuerySet, as in Django, that awaiting runs
-        (``await qs.values("name")`` is a list), that chains, and that is a
-        subquery when given as a lookup value or to ``Subquery()``."""
-        names = fields or (
-            *lookups.mapper_of(self.model).column_attrs.keys(),
-            *self._query.annotation_columns(),
-        )
-        return ValuesQuerySet(
-            self.model, self._query, self._target, names, "dict", "values()"
-        )
+        """The rows as dicts of *fields* (every column and annotation if none
+        is named): a lazy, chainable QuerySet (see :mod:`._values`)."""
+        return ValuesQuerySet(self.model, self._query, self._target, fields, "dict")
 
     @overload
     def values_list(
@@ -463,29 +432,17 @@ class QuerySet(Generic[ModelT]):
     def values_list(
         self, *fields: str, flat: bool = False, named: bool = False
     ) -> ValuesQuerySet[tuple[Any, ...]] | ValuesQuerySet[Any]:
-        """The rows as tuples of *fields*; ``flat=True`` with one field gives
-        the bare values, ``named=True`` named tuples (Django's ``Row``). Lazy
-        and chainable, as :meth:`values`."""
-        if flat and named:
-            raise TypeError("'flat' and 'named' can't be used together.")
-        if flat and len(fields) != 1:
-            raise TypeError(
-                "'flat' is not valid when values_list is called with more than one "
-                f"field (got {len(fields)})."
-            )
-        names = fields or tuple(lookups.mapper_of(self.model).column_attrs.keys())
-        kind: _values.Kind = "flat" if flat else ("named" if named else "tuple")
-        return ValuesQuerySet(
-            self.model, self._query, self._target, names, kind, "values_list()"
-        )
+        """The rows as tuples of *fields*; ``flat=True`` (one field) the bare
+        values, ``named=True`` named tuples. Lazy, as :meth:`values`."""
+        kind = _values.kind_of(fields, flat=flat, named=named)
+        return ValuesQuerySet(self.model, self._query, self._target, fields, kind)
 
     def correlated_statement(self, outer: type[Any], what: str) -> Select[Any]:
         """This QuerySet inside *outer*'s query: ``Exists(qs)``, or
         ``Subquery(qs)`` of its primary key."""
-        columns = (
-            None if what == "Exists()" else self._query.value_columns(["pk"], what)
+        return correlated(
+            self._query, None if what == "Exists()" else ["pk"], outer, what
         )
-        return correlate(self._query.aliased_statement(columns), outer)
 
     async def in_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
