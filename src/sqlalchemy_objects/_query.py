@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.util import ClauseAdapter
 
-from . import _compound, exceptions, lookups
+from . import _compound, _joins, exceptions, lookups
 from ._dialects import distinct_on
 from ._prep import prep_values
 from .expressions import (
@@ -39,6 +39,7 @@ from .expressions import (
     Conditional,
     OrderBy,
     Q,
+    and_parts,
     negate,
     resolve_operand,
 )
@@ -67,6 +68,7 @@ class Query:
         "only",
         "options",
         "order",
+        "through",
         "where",
     )
 
@@ -94,6 +96,9 @@ class Query:
         self.for_update: RowLock | None = None
         #: union() / intersection() / difference(): the parts, or None
         self.combined: _compound.Combined | None = None
+        #: per filter() call, per to-many relationship it went through: its
+        #: lookups through it ANDed, or None where an OR / NOT also did
+        self.through: tuple[Through, ...] = ()
 
     def replace(self, **changes: Any) -> Query:
         """A copy with *changes* (attribute names) applied."""
@@ -167,7 +172,12 @@ class Query:
                 )
             if name in taken:
                 raise ValueError(f"The annotation {name!r} is given twice.")
-            expression, read_from = agg.annotation(self.model)
+            if isinstance(agg, Aggregate):
+                rel = agg.field.split(lookups.LOOKUP_SEP)[0]
+                restrict = self.restriction(rel, f"annotate({name}={agg!r})")
+                expression, read_from = agg.annotation(self.model, restrict)
+            else:
+                expression, read_from = agg.annotation(self.model)
             added.append((name, agg, expression, read_from))
             taken.add(name)
         return self.replace(annotations=(*self.annotations, *added))
@@ -215,8 +225,54 @@ class Query:
     def _filter_plain(
         self, args: tuple[Q | Conditional, ...], lookup: Mapping[str, Any]
     ) -> Query:
-        where = Q(*args, **lookup).resolve(self.model, same_row=True)
-        return self if where is None else self.replace(where=(*self.where, where))
+        condition = Q(*args, **lookup)
+        where = condition.resolve(self.model, same_row=True)
+        if where is None:
+            return self
+        return self.replace(
+            where=(*self.where, where),
+            through=(*self.through, *self._crossed(condition)),
+        )
+
+    def _crossed(self, condition: Q) -> tuple[Through, ...]:
+        """The to-many relationships one filter() call goes through (Django
+        joins them, and later aggregates and values() read the joined rows)."""
+        relationships = lookups.mapper_of(self.model).relationships
+        many = {key for key, rel in relationships.items() if rel.uselist}
+        if not many:
+            return ()
+        pairs, others = and_parts(condition)
+        found: dict[str, list[tuple[str, Any]] | None] = {}
+        for key, value in pairs:
+            first = key.split(lookups.LOOKUP_SEP)[0]
+            if first in many:
+                crossed = found.setdefault(first, [])
+                if crossed is not None:
+                    crossed.append((key, value))
+        for other in others:
+            for first in _mentioned(other) & many:
+                found[first] = None
+        return tuple(
+            (rel, None if crossed is None else tuple(crossed))
+            for rel, crossed in found.items()
+        )
+
+    def restriction(self, relationship: str, what: str) -> tuple[tuple[str, Any], ...]:
+        """The lookups through *relationship* of the one earlier filter() call
+        that went through it (nothing if none did): Django's rule that an
+        aggregate or ``values()`` through it reads only the rows it matched."""
+        found = [crossed for rel, crossed in self.through if rel == relationship]
+        if not found:
+            return ()
+        if len(found) > 1 or found[0] is None:
+            how = "several filter() calls" if found[1:] else "a filter() with | or ~"
+            raise exceptions.NotSupportedError(
+                f"{what} on {self.model.__name__} after {how} through "
+                f"{relationship!r}: Django's answer there depends on how it joins "
+                f"the rows. Give the conditions on {relationship!r} in one filter() "
+                "call, ANDed, or as the aggregate's filter=Q(...)."
+            )
+        return found[0]
 
     def exclude(
         self, args: tuple[Q | Conditional, ...], lookup: Mapping[str, Any]
@@ -252,7 +308,7 @@ class Query:
 
     def reverse(self) -> Query:
         self.refuse_if_sliced("reverse")
-        return self.replace(order=tuple(_flip(f) for f in self.ordering()))
+        return self.replace(order=tuple(flip(f) for f in self.ordering()))
 
     def related(self, fields: tuple[str, ...], *, joined: bool) -> Query:
         """With loader options for *fields* (select_related when *joined*)."""
@@ -429,6 +485,9 @@ class Query:
         if self.combined is not None:
             order = order_clauses(self.model, self.order)
             return _compound.statement(self, names, order)
+        if any(_joins.crosses_to_many(self.model, name) for name in names):
+            joined: Select[Any] = self.apply(_joins.joined_statement(self, names, what))
+            return joined
         columns = self.value_columns(names, what)
         stmt: Select[Any] = self.apply(select(*columns).select_from(self.model))
         return stmt
@@ -537,7 +596,24 @@ def _labelled(column: Any, name: str) -> Any:
     return column.label(name) if lookups.LOOKUP_SEP in name else column
 
 
-def _flip(field: OrderTerm) -> OrderTerm:
+#: (relationship, the lookups through it, or None) of one filter() call
+Through = tuple[str, tuple[tuple[str, Any], ...] | None]
+
+
+def _mentioned(node: Q | Conditional) -> set[str]:
+    """The first names of the lookups in *node* and the Q objects in it."""
+    if not isinstance(node, Q):
+        return set()
+    found: set[str] = set()
+    for child in node.children:
+        if isinstance(child, tuple):
+            found.add(child[0].split(lookups.LOOKUP_SEP)[0])
+        else:
+            found |= _mentioned(child)
+    return found
+
+
+def flip(field: OrderTerm) -> OrderTerm:
     if isinstance(field, OrderBy):
         return field.reversed()
     return field[1:] if field.startswith("-") else f"-{field}"

@@ -20,10 +20,12 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import _rows, lookups
-from ._query import Query
+from ._joins import Grouping
+from ._query import Query, flip
 from ._routing import Target, read, resolve
 from ._subqueries import correlated
-from .expressions import Combinable, Conditional, OrderBy, Q
+from .exceptions import FieldError, NotSupportedError
+from .expressions import Aggregate, Combinable, Conditional, OrderBy, Q
 
 RowT = TypeVar("RowT")
 
@@ -46,7 +48,7 @@ def kind_of(fields: Sequence[str], *, flat: bool, named: bool) -> Kind:
 class ValuesQuerySet(Generic[RowT]):
     """A lazy query of *names* of *model*'s rows, handed out as *kind*."""
 
-    __slots__ = ("_kind", "_names", "_query", "_target", "model")
+    __slots__ = ("_grouping", "_kind", "_names", "_query", "_target", "model")
 
     def __init__(
         self,
@@ -68,6 +70,8 @@ class ValuesQuerySet(Generic[RowT]):
         self._target = target
         self._names = tuple(names)
         self._kind: Kind = kind
+        #: annotate() after values(): Django's GROUP BY (see :mod:`._joins`)
+        self._grouping: Grouping | None = None
 
     def __repr__(self) -> str:
         return f"<ValuesQuerySet of {self.model.__name__}: {', '.join(self._names)}>"
@@ -84,21 +88,113 @@ class ValuesQuerySet(Generic[RowT]):
         clone._target = self._target
         clone._names = self._names
         clone._kind = self._kind
+        clone._grouping = self._grouping
+        return clone
+
+    def _grouped(self, grouping: Grouping, names: tuple[str, ...]) -> Self:
+        clone = self._with(self._query)
+        clone._grouping = grouping
+        clone._names = names
+        clone.statement  # FieldError now, not at await  # noqa: B018
         return clone
 
     # -- builders ---------------------------------------------------------------
 
+    def annotate(self, *args: Aggregate, **kwargs: Aggregate | Combinable) -> Self:
+        """Django's GROUP BY: ``values("author").annotate(n=Count("id"))`` is
+        one row per distinct ``author``, with the number of rows in it. The
+        names can be filtered on (HAVING: ``n__gt=1``) and ordered by."""
+        self._query.refuse_if_sliced("annotate")
+        self._query.refuse_if_combined("annotate()")
+        named = named_annotations(args, kwargs)
+        known = lookups.mapper_of(self.model).attrs
+        for name in named:
+            if name in self._names or name in known or name == "pk":
+                raise ValueError(
+                    f"The annotation {name!r} conflicts with a field on the model "
+                    f"{self.model.__name__}."
+                )
+        pairs = tuple(named.items())
+        if self._grouping is None:
+            grouping = Grouping(self._names, pairs, len(self._query.through))
+        else:
+            grouping = self._grouping.replace(
+                annotations=(*self._grouping.annotations, *pairs)
+            )
+        return self._grouped(grouping, (*self._names, *named))
+
+    def values(self, *fields: str) -> ValuesQuerySet[dict[str, Any]]:
+        """These rows as dicts of *fields*; after ``annotate()``, of the
+        grouped fields and the aggregates (the groups stay as they were)."""
+        return self._reshaped(fields, "dict")
+
+    def values_list(
+        self, *fields: str, flat: bool = False, named: bool = False
+    ) -> ValuesQuerySet[Any]:
+        """As :meth:`values`, as tuples (``flat``/``named`` as ever)."""
+        return self._reshaped(fields, kind_of(fields, flat=flat, named=named))
+
+    def _reshaped(self, fields: tuple[str, ...], kind: Kind) -> ValuesQuerySet[Any]:
+        if self._grouping is None:
+            return ValuesQuerySet(self.model, self._query, self._target, fields, kind)
+        known = (*self._grouping.fields, *self._grouping.names)
+        for name in fields:
+            if name not in known:
+                raise FieldError(
+                    f"Cannot select {name!r} after values(...).annotate(...) on "
+                    f"{self.model.__name__}. Choices are: {', '.join(known)}.",
+                    model=self.model,
+                    name=name,
+                    valid=known,
+                )
+        clone: ValuesQuerySet[Any] = self._grouped(self._grouping, fields or known)
+        clone._kind = kind
+        return clone
+
     def filter(self, *args: Q | Conditional, **lookup: Any) -> Self:
-        return self._with(self._query.filter(args, lookup))
+        return self._narrowed(args, lookup, negated=False)
 
     def exclude(self, *args: Q | Conditional, **lookup: Any) -> Self:
-        return self._with(self._query.exclude(args, lookup))
+        return self._narrowed(args, lookup, negated=True)
+
+    def _narrowed(
+        self,
+        args: tuple[Q | Conditional, ...],
+        lookup: dict[str, Any],
+        *,
+        negated: bool,
+    ) -> Self:
+        narrow = self._query.exclude if negated else self._query.filter
+        if self._grouping is None:
+            return self._with(narrow(args, lookup))
+        on_aggregates, rest = self._grouping.split(lookup)
+        clone = self._with(narrow(args, rest) if args or rest else self._query)
+        if on_aggregates:
+            self._query.refuse_if_sliced("filter")
+            having = (*self._grouping.having, (tuple(on_aggregates.items()), negated))
+            return clone._grouped(self._grouping.replace(having=having), self._names)
+        return clone
 
     def order_by(self, *fields: str | Combinable | OrderBy) -> Self:
-        return self._with(self._query.order_by(fields))
+        if self._grouping is None:
+            return self._with(self._query.order_by(fields))
+        self._query.refuse_if_sliced("reorder")
+        terms = tuple(f.asc() if isinstance(f, Combinable) else f for f in fields)
+        return self._grouped(self._grouping.replace(order=terms), self._names)
 
     def reverse(self) -> Self:
-        return self._with(self._query.reverse())
+        if self._grouping is None:
+            return self._with(self._query.reverse())
+        flipped = tuple(flip(term) for term in self._group_order())
+        return self._grouped(self._grouping.replace(order=flipped), self._names)
+
+    def _group_order(self) -> tuple[str | OrderBy, ...]:
+        """A grouped query's order: its own, or its fields' (not the key's)."""
+        assert self._grouping is not None
+        given = self._grouping.order
+        if given is None:
+            given = self._query.order
+        return given or self._grouping.fields
 
     def distinct(self) -> Self:
         """Without duplicate rows of these fields (``SELECT DISTINCT``)."""
@@ -112,6 +208,8 @@ class ValuesQuerySet(Generic[RowT]):
     @property
     def statement(self) -> Select[Any]:
         """The SQLAlchemy ``Select`` of these columns (the escape hatch)."""
+        if self._grouping is not None:
+            return self._grouping.statement(self._query, self._names, "values()")
         return self._query.columns_statement(self._names, "values()")
 
     # -- inside another query ---------------------------------------------------
@@ -127,6 +225,11 @@ class ValuesQuerySet(Generic[RowT]):
 
     def correlated_statement(self, outer: type[Any], what: str) -> Select[Any]:
         """This query inside *outer*'s (``Exists()`` / ``Subquery()``)."""
+        if self._grouping is not None:
+            raise NotSupportedError(
+                f"{what} of values(...).annotate(...) is not supported: annotate the "
+                f"outer query instead (annotate(n=Count(...)) on {outer.__name__})."
+            )
         if what != "Exists()" and len(self._names) != 1:
             raise TypeError(
                 f"{what} needs a QuerySet of one field, such as "
@@ -161,7 +264,22 @@ class ValuesQuerySet(Generic[RowT]):
 
         rows = await read(self._resolve(), work)
         rows = _rows.annotated_rows(self._query, self._names, rows)
+        if self._grouping is not None:
+            rows = self._converted(rows)
         return self._shape(rows)
+
+    def _converted(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """Each aggregate's value as Django gives it (``Count`` an int, ...)."""
+        assert self._grouping is not None
+        read_from = self._grouping.read_from(self.model)
+        at = {i: read_from[n] for i, n in enumerate(self._names) if n in read_from}
+        return [
+            tuple(
+                at[i][0].convert_annotation(v, at[i][1]) if i in at else v
+                for i, v in enumerate(row)
+            )
+            for row in rows
+        ]
 
     def _shape(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
         names = self._names
@@ -187,6 +305,12 @@ class ValuesQuerySet(Generic[RowT]):
 
     async def first(self) -> RowT | None:
         """The first row in this query's order (by primary key if it has none)."""
+        if self._grouping is not None:
+            ordered = self._grouped(
+                self._grouping.replace(order=self._group_order()), self._names
+            )
+            rows = await ordered[:1]._fetch()
+            return rows[0] if rows else None
         query = self._query if self._query.order else self._query.replace(order=("pk",))
         rows = await self._with(query)[:1]._fetch()
         return rows[0] if rows else None
@@ -194,3 +318,22 @@ class ValuesQuerySet(Generic[RowT]):
     async def last(self) -> RowT | None:
         rows = await self.reverse()[:1]._fetch()
         return rows[0] if rows else None
+
+
+def named_annotations(
+    args: tuple[Aggregate, ...], kwargs: dict[str, Aggregate | Combinable]
+) -> dict[str, Aggregate | Combinable]:
+    """``annotate(*args, **kwargs)``'s names: positional aggregates named as
+    Django names them (``books__count``)."""
+    named: dict[str, Aggregate | Combinable] = {}
+    for positional in args:
+        if not isinstance(positional, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"Complex annotations require an alias: annotate(name={positional!r})"
+            )
+        named[positional.default_alias] = positional
+    for name, value in kwargs.items():
+        if name in named:
+            raise ValueError(f"The annotation {name!r} is given twice.")
+        named[name] = value
+    return named

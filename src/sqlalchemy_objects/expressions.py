@@ -9,7 +9,7 @@ the object, so one ``Q`` can serve several models that share field names.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
@@ -115,7 +115,7 @@ class Q:
     def _and_parts(self) -> tuple[list[tuple[str, Any]], tuple[Q | Conditional, ...]]:
         """The lookups of this AND node and of the plain AND nodes in it, and
         the other nodes (OR, negated)."""
-        return _and_parts_of(self)
+        return and_parts(self)
 
     def __invert__(self) -> Q:
         node = self._node(self.children, self.connector)
@@ -181,9 +181,11 @@ class Q:
         return negate(combined) if self.negated else combined
 
 
-def _and_parts_of(
+def and_parts(
     node: Q,
 ) -> tuple[list[tuple[str, Any]], tuple[Q | Conditional, ...]]:
+    """The lookups ANDed together in *node* (and the plain AND nodes in it),
+    and its other children (OR and negated nodes, ``Exists()``)."""
     pairs: list[tuple[str, Any]] = []
     others: list[Q | Conditional] = []
     for child in node.children:
@@ -192,7 +194,7 @@ def _and_parts_of(
         elif isinstance(child, Conditional):
             others.append(child)
         elif child.connector == AND and not child.negated:
-            inner_pairs, inner_others = _and_parts_of(child)
+            inner_pairs, inner_others = and_parts(child)
             pairs.extend(inner_pairs)
             others.extend(inner_others)
         elif child.children:
@@ -440,9 +442,14 @@ class Aggregate:
 
     # -- annotate() ---------------------------------------------------------------
 
-    def annotation(self, model: type[Any]) -> tuple[ColumnElement[Any], Any]:
+    def annotation(
+        self, model: type[Any], restrict: Sequence[tuple[str, Any]] = ()
+    ) -> tuple[ColumnElement[Any], Any]:
         """The per-row value of ``annotate(name=self)`` on *model*, and the
-        model whose column it reads (for :meth:`convert`).
+        model whose column it reads (for :meth:`convert`). *restrict*: the
+        lookups (``books__rating__gt``) of an earlier ``filter()`` through the
+        same relationship, whose related rows alone are aggregated (Django's
+        "order of annotate() and filter()").
 
         Over a relationship (``Count("books")``, ``Sum("books__pages")``) it is
         a correlated subquery over the related rows: one aggregate per row, and
@@ -490,8 +497,8 @@ class Aggregate:
                 )
             )
         )
-        if self.filter is not None:
-            stmt = stmt.where(self._related_filter(parts[0], target, related))
+        if self.filter is not None or restrict:
+            stmt = stmt.where(self.related_filter(parts[0], target, related, restrict))
         return stmt.scalar_subquery(), target
 
     def _own_value(self, model: type[Any]) -> ColumnElement[Any]:
@@ -499,12 +506,19 @@ class Aggregate:
         value: ColumnElement[Any] = column
         return value
 
-    def _related_filter(self, path: str, target: type[Any], related: Any) -> Any:
-        """``filter=Q(books__pages__gt=100)``: the condition on the related row."""
-        assert self.filter is not None
+    def related_filter(
+        self,
+        path: str,
+        target: type[Any],
+        related: Any,
+        restrict: Sequence[tuple[str, Any]] = (),
+    ) -> Any:
+        """``filter=Q(books__pages__gt=100)`` and *restrict*: the condition on
+        the related row (*related*, an alias of *target*)."""
         prefix = f"{path}{lookups.LOOKUP_SEP}"
-        pairs: list[tuple[str, Any]] = []
-        for child in self.filter.children:
+        pairs: list[tuple[str, Any]] = list(restrict)
+        for child in () if self.filter is None else self.filter.children:
+            assert self.filter is not None
             if (
                 not isinstance(child, tuple)
                 or self.filter.connector != AND
@@ -515,9 +529,8 @@ class Aggregate:
                     f"{type(self).__name__}(filter=...) takes a Q of lookups through "
                     f"{path!r} ({path}__field=...), ANDed together."
                 )
-            pairs.append((child[0].removeprefix(prefix), child[1]))
-        condition = lookups.build_where(target, pairs, same_row=True)
-        return ClauseAdapter(inspect(related).selectable).traverse(condition)
+            pairs.append(child)
+        return related_condition(path, target, related, pairs)
 
     def convert_annotation(self, value: Any, model: type[Any]) -> Any:
         """The annotated value as Django gives it; *model* is the one whose
@@ -526,6 +539,23 @@ class Aggregate:
         if len(parts) == 1 or isinstance(self, Count):
             return self.convert(value, model)
         return type(self)(parts[-1]).convert(value, model)
+
+
+def related_condition(
+    path: str, target: type[Any], related: Any, pairs: Sequence[tuple[str, Any]]
+) -> Any:
+    """The lookups *pairs* (``books__pages__gt``, through the relationship
+    *path*), ANDed on one related row: *related*, an alias of *target*."""
+    prefix = f"{path}{lookups.LOOKUP_SEP}"
+    fields = lookups.mapper_of(target).attrs
+    stripped: list[tuple[str, Any]] = []
+    for key, value in pairs:
+        rest = "pk" if key == path else key.removeprefix(prefix)
+        if rest.split(lookups.LOOKUP_SEP)[0] not in (*fields.keys(), "pk"):
+            rest = f"pk{lookups.LOOKUP_SEP}{rest}"  # books__in=[...], books__isnull
+        stripped.append((rest, value))
+    condition = lookups.build_where(target, stripped, same_row=True)
+    return ClauseAdapter(inspect(related).selectable).traverse(condition)
 
 
 class Count(Aggregate):

@@ -603,7 +603,7 @@ def field_column(model: type[Any], name: str, what: str) -> Any:
         )
     parts = name.split(LOOKUP_SEP)
     if len(parts) == 1:
-        return column_of(model, name, what)
+        return column_of(model, _key_of_relationship(model, name), what)
     hops: list[tuple[Any, Any, Any]] = []  # (relationship, owner, target alias)
     owner: Any = model
     current = model
@@ -630,7 +630,7 @@ def field_column(model: type[Any], name: str, what: str) -> Any:
         hops.append((prop, owner, target))
         owner = target
         current = prop.mapper.class_
-    last = column_of(current, parts[-1], what)
+    last = column_of(current, _key_of_relationship(current, parts[-1]), what)
     expression: Any = getattr(owner, last.key)
     for prop, hop_owner, target in reversed(hops):
         owner_mapper = mapper_of(prop.parent.class_)
@@ -648,6 +648,20 @@ def field_column(model: type[Any], name: str, what: str) -> Any:
             select(expression).where(condition).correlate(hop_owner).scalar_subquery()
         )
     return expression
+
+
+def _key_of_relationship(model: type[Any], name: str) -> str:
+    """*name*, or for a many-to-one relationship of one foreign-key column
+    (``values("author")``) that column's attribute, as Django gives
+    ``author_id`` there."""
+    mapper = mapper_of(model)
+    prop = mapper.relationships.get(name)
+    if prop is None or prop.uselist or len(prop.local_columns) != 1:
+        return name
+    (local,) = prop.local_columns
+    if local.primary_key and prop.direction.name != "MANYTOONE":
+        return name
+    return str(mapper.get_property_by_column(local).key)
 
 
 def is_partial(index: Any) -> bool:

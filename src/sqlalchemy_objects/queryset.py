@@ -157,18 +157,7 @@ class QuerySet(Generic[ModelT]):
         ``values()``. Positional aggregates are named as Django names them
         (``books__count``).
         """
-        named: dict[str, Aggregate | Combinable] = {}
-        for positional in args:
-            if not isinstance(positional, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
-                raise TypeError(
-                    "Complex annotations require an alias: "
-                    f"annotate(name={positional!r})"
-                )
-            named[positional.default_alias] = positional
-        for name, value in kwargs.items():
-            if name in named:
-                raise ValueError(f"The annotation {name!r} is given twice.")
-            named[name] = value
+        named = _values.named_annotations(args, kwargs)
         return self._clone(self._query.annotate(named))
 
     def none(self) -> Self:
