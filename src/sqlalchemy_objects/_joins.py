@@ -140,14 +140,6 @@ def value_column(query: Query, joins: Joins, name: str, what: str) -> Any:
     return lookups.field_column(query.model, name, what)
 
 
-def joined_statement(query: Query, names: Sequence[str], what: str) -> Select[Any]:
-    """``values(*names)`` where some name crosses a to-many relationship."""
-    joins = Joins(query, query.model, what)
-    columns = [value_column(query, joins, name, what).label(name) for name in names]
-    stmt: Select[Any] = joins.apply(select(*columns).select_from(query.model))
-    return stmt
-
-
 # -- values(...).annotate(...) -------------------------------------------------
 
 

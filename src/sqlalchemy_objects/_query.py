@@ -295,10 +295,13 @@ class Query:
             if isinstance(field, OrderBy):
                 field.clauses(self.model)  # FieldError now, not at run time
             elif isinstance(field, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-                if field.removeprefix("-") not in self.annotation_columns():
-                    lookups.field_column(
-                        self.model, field.removeprefix("-"), "order_by()"
-                    )
+                name = field.removeprefix("-")
+                if name in self.annotation_columns():
+                    pass
+                elif _joins.crosses_to_many(self.model, name):
+                    _joins.Joins(None, self.model).column(name, "order_by()")
+                else:
+                    lookups.field_column(self.model, name, "order_by()")
             else:
                 raise TypeError(
                     f"order_by() takes field names or F() expressions, not {field!r}"
@@ -355,8 +358,16 @@ class Query:
 
     # -- statements -------------------------------------------------------------
 
-    def apply(self, stmt: Any) -> Any:
-        """*stmt* with this query's WHERE, ORDER BY, LIMIT and OFFSET."""
+    def apply(self, stmt: Any, joins: _joins.Joins | None = None) -> Any:
+        """*stmt* with this query's WHERE, ORDER BY, LIMIT and OFFSET. An
+        order through a to-many relationship joins it (through *joins*, if
+        given: the JOINs of the columns), a row per related row, as Django."""
+        if joins is None and any(
+            isinstance(term, str)
+            and _joins.crosses_to_many(self.model, term.removeprefix("-"))
+            for term in self.order
+        ):
+            joins = _joins.Joins(self, self.model, "order_by()")
         if self.where:
             stmt = stmt.where(and_(*self.where))
         if self.distinct_fields:
@@ -371,13 +382,13 @@ class Query:
             stmt = stmt.distinct()
         if self.order:
             stmt = stmt.order_by(
-                *order_clauses(self.model, self.order, self.annotation_columns())
+                *order_clauses(self.model, self.order, self.annotation_columns(), joins)
             )
         if self.limit is not None:
             stmt = stmt.limit(self.limit)
         if self.offset:
             stmt = stmt.offset(self.offset)
-        return stmt
+        return stmt if joins is None else joins.apply(stmt)
 
     def statement(self) -> Select[Any]:
         """The SELECT of the model's rows, with loader options and only()/defer()."""
@@ -466,7 +477,9 @@ class Query:
         return adapted
 
     def count_statement(self) -> Select[Any]:
-        return select(func.count()).select_from(self.statement().subquery())
+        # Django's count() drops the order (and a to-many order's extra rows)
+        counted = self if self.sliced else self.replace(order=())
+        return select(func.count()).select_from(counted.statement().subquery())
 
     def exists_statement(self) -> Select[Any]:
         return select(self.statement().exists())
@@ -486,7 +499,14 @@ class Query:
             order = order_clauses(self.model, self.order)
             return _compound.statement(self, names, order)
         if any(_joins.crosses_to_many(self.model, name) for name in names):
-            joined: Select[Any] = self.apply(_joins.joined_statement(self, names, what))
+            joins = _joins.Joins(self, self.model, what)
+            labelled = [
+                _joins.value_column(self, joins, name, what).label(name)
+                for name in names
+            ]
+            joined: Select[Any] = self.apply(
+                select(*labelled).select_from(self.model), joins
+            )
             return joined
         columns = self.value_columns(names, what)
         stmt: Select[Any] = self.apply(select(*columns).select_from(self.model))
@@ -623,6 +643,7 @@ def order_clauses(
     model: type[Any],
     fields: Iterable[OrderTerm],
     annotations: Mapping[str, Any] | None = None,
+    joins: _joins.Joins | None = None,
 ) -> list[ColumnElement[Any]]:
     clauses: list[ColumnElement[Any]] = []
     for field in fields:
@@ -630,11 +651,12 @@ def order_clauses(
             clauses.extend(field.clauses(model))
             continue
         name = field.removeprefix("-")
-        column = (
-            annotations[name]
-            if annotations and name in annotations
-            else lookups.field_column(model, name, "order_by()")
-        )
+        if annotations and name in annotations:
+            column = annotations[name]
+        elif joins is not None and _joins.crosses_to_many(model, name):
+            column = joins.column(name, "order_by()")[0]
+        else:
+            column = lookups.field_column(model, name, "order_by()")
         clauses.append(column.desc() if field.startswith("-") else column.asc())
     return clauses
 

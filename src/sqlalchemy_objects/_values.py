@@ -296,7 +296,9 @@ class ValuesQuerySet(Generic[RowT]):
         """The number of rows (of distinct rows after ``distinct()``)."""
         if self._query.empty:
             return 0
-        stmt = select(func.count()).select_from(self.statement.subquery())
+        # Django's count() drops the order (and a to-many order's extra rows)
+        counted = self if self._query.sliced else self.order_by()
+        stmt = select(func.count()).select_from(counted.statement.subquery())
         value = await read(self._resolve(), lambda session: session.scalar(stmt))
         return int(value or 0)
 

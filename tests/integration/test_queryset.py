@@ -117,8 +117,8 @@ async def test_order_by_and_reverse(db: Database) -> None:
     ]
     assert names(await User.objects.all().reverse()) == ["dee", "cy", "bob", "ann"]
     assert names(await User.objects.order_by("-pk")) == ["dee", "cy", "bob", "ann"]
-    with pytest.raises(FieldError, match="'articles' into a column of User"):
-        User.objects.order_by("articles")
+    with pytest.raises(FieldError, match="'nope' into a column of User"):
+        User.objects.order_by("nope")
     with pytest.raises(FieldError, match="'author' of User is not a relationship"):
         User.objects.order_by("author__name")
 
@@ -1230,8 +1230,8 @@ async def test_date_transforms_refuse_what_a_type_has_not(db: Database) -> None:
 
 async def test_values_and_order_by_across_relationships(db: Database) -> None:
     """Django's ``values("author__username")`` and ``order_by("author__username")``
-    through many-to-one steps (a missing link gives None); ordering by a
-    to-many step and a column object are refused with a clear error."""
+    through many-to-one steps (a missing link gives None) and to-many steps
+    (a row per related row); a column object is refused with a clear error."""
     ann = await User.objects.create(username="ann")
     zed = await User.objects.create(username="zed")
     await Article.objects.create(title="b", author_id=zed.id)
@@ -1258,8 +1258,23 @@ async def test_values_and_order_by_across_relationships(db: Database) -> None:
         ("plain", None),
         ("red", None),
     ]
-    with pytest.raises(FieldError, match="'tags' of Item is a to-many relationship"):
-        Item.objects.order_by("tags__name")
+    # through a to-many relationship: a row per related row, as Django's JOIN
+    two = Item.objects.filter(name__in=["red", "blue"])
+    by_tag = two.order_by("tags__name", "name")
+    assert [i.name for i in await by_tag] == ["blue", "red", "red"]
+    assert [i.name for i in await two.order_by("-tags__name", "name")] == [
+        "red",
+        "blue",
+        "red",
+    ]
+    assert await by_tag.count() == 2  # Django's count() drops the order
+    assert await by_tag.values_list("name", "tags__name") == [
+        ("blue", "a"),
+        ("red", "a"),
+        ("red", "b"),
+    ]  # one JOIN for the column and the order
+    with pytest.raises(FieldError, match="'nope' into a column of Tag"):
+        Item.objects.order_by("tags__nope")
     with pytest.raises(TypeError, match=r"takes field names as strings.*'title'"):
         await Article.objects.values_list(Article.title)  # type: ignore[call-overload]
 
