@@ -1,4 +1,5 @@
-"""Bulk operations: ``bulk_create`` (with its upserts) and ``in_bulk``.
+"""Bulk operations: ``bulk_create`` (with its upserts), ``bulk_update`` and
+``in_bulk``.
 
 Many rows per statement, in batches below every backend's bind-parameter
 limit; the conflict clauses are the backend's own (``Backend.bulk_insert``).
@@ -9,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import inspect, select, tuple_
+from sqlalchemy import case, inspect, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import lookups
 from ._dialects import backend_of
+from ._prep import prep_values
 from ._query import Query
 from ._routing import Target, resolve, write
 from ._rows import fetch_all, refuse_unless_positive
+from .exceptions import NotSupportedError
+from .expressions import Combinable
 
 #: Values per statement in in_bulk(): far below every backend's bind-parameter
 #: limit (SQLite 32,766, asyncpg 32,767).
@@ -241,12 +246,7 @@ def bulk_rows(
     pk_keys = {mapper.get_property_by_column(c).key for c in mapper.primary_key}
     rows: list[dict[str, Any]] = []
     for obj in objs:
-        if not isinstance(obj, model):
-            raise TypeError(
-                f"{model.__name__}.objects.{what} takes "
-                f"{model.__name__} instances, not {type(obj).__name__}"
-            )
-        state = inspect(obj)
+        state = _state_of(model, obj, what)
         if state.persistent or state.detached:
             raise ValueError(
                 f"{what} got a {model.__name__} that is already "
@@ -262,7 +262,19 @@ def bulk_rows(
     return rows, objs
 
 
-def _foreign_keys(mapper: Any, state: Any, what: str) -> dict[str, Any]:
+def _state_of(model: type[Any], obj: Any, what: str) -> Any:
+    """*obj*'s instance state; TypeError unless it is a *model* instance."""
+    if not isinstance(obj, model):
+        raise TypeError(
+            f"{model.__name__}.objects.{what} takes "
+            f"{model.__name__} instances, not {type(obj).__name__}"
+        )
+    return inspect(obj)
+
+
+def _foreign_keys(
+    mapper: Any, state: Any, what: str, only: Iterable[str] | None = None
+) -> dict[str, Any]:
     """The foreign key columns of the many-to-one relationships set on an
     object (``Article(author=ann)``), from the related objects' keys; an
     unsaved related object is refused, as Django does, rather than a NULL
@@ -270,6 +282,8 @@ def _foreign_keys(mapper: Any, state: Any, what: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for rel in mapper.relationships:
         if rel.direction.name != "MANYTOONE" or rel.key not in state.dict:
+            continue
+        if only is not None and rel.key not in only:
             continue
         related = state.dict[rel.key]
         if related is None:
@@ -379,3 +393,139 @@ def _column_name(model: type[Any], field: str) -> str:
         lookups.column_of(model, field, "bulk_create()").property.columns[0].name
     )
     return name
+
+
+# -- bulk_update --------------------------------------------------------------
+
+#: Objects per UPDATE in bulk_update() unless batch_size says fewer: each adds
+#: a WHEN per field, far below every backend's bind-parameter limit.
+UPDATE_BATCH: Final = 500
+
+
+async def bulk_update(
+    query: Query,
+    explicit: Target | None,
+    objs: Iterable[Any],
+    fields: Sequence[str],
+    batch_size: int | None,
+) -> int:
+    """Django's ``bulk_update()``: per batch one ``UPDATE ... SET field =
+    CASE pk WHEN ... THEN ... END WHERE pk IN (...)`` (one per table of a
+    joined-inheritance model), all batches in one transaction; the number of
+    rows matched. An object given twice is updated from its first copy. As in
+    Django, the QuerySet's own filters apply too."""
+    model = query.model
+    objs = list(objs)
+    refuse_unless_positive(batch_size, "Batch size must be a positive integer.")
+    keys, relationships = _update_keys(model, fields)
+    mapper = lookups.mapper_of(model)
+    if len(mapper.primary_key) != 1:
+        raise NotSupportedError(
+            f"bulk_update() on {model.__name__} needs a single-column primary key."
+        )
+    pk_key = mapper.get_property_by_column(mapper.primary_key[0]).key
+    rows: dict[Any, dict[str, Any]] = {}
+    first: dict[Any, Any] = {}  # pk: the object its values came from
+    for obj in objs:
+        state = _state_of(model, obj, "bulk_update()")
+        pk = state.dict.get(pk_key)
+        if pk is None:
+            raise ValueError("All bulk_update() objects must have a primary key set.")
+        related = _foreign_keys(mapper, state, "bulk_update()", relationships)
+        row: dict[str, Any] = {}
+        for key in keys:
+            if key in related:
+                row[key] = related[key]
+            elif key in state.dict:
+                row[key] = state.dict[key]
+            else:
+                raise ValueError(
+                    f"bulk_update(): {model.__name__}.{key} of the object with "
+                    f"{pk_key}={pk!r} is not loaded (deferred or expired); load "
+                    "or set it first."
+                )
+        if pk not in rows:
+            rows[pk] = prep_values(model, row)
+            first[pk] = obj
+    if not rows:
+        return 0
+    size = min(batch_size or UPDATE_BATCH, UPDATE_BATCH)
+    pks = list(rows)
+    batches: list[list[Any]] = []
+    for start in range(0, len(pks), size):
+        batch = pks[start : start + size]
+        values = {
+            # keyed by the primary key of the column's own table (a joined
+            # subclass's parent table has its own)
+            key: case(
+                *(
+                    (_table_pk(mapper, key) == pk, _then(model, key, rows[pk][key]))
+                    for pk in batch
+                )
+            )
+            for key in keys
+        }
+        chosen = query.filter((), {f"{pk_key}__in": batch})
+        batches.append(chosen.update_statements(values))
+
+    async def work(session: AsyncSession) -> int:
+        matched = 0
+        for statements in batches:
+            counts = [
+                int((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+                for stmt in statements
+            ]
+            matched += counts[0]
+        return matched
+
+    matched = await write(resolve(model, explicit), work)
+    for pk, obj in first.items():  # stored: no change left for a session to flush
+        for key, value in rows[pk].items():
+            if not isinstance(value, Combinable):
+                set_committed_value(obj, key, value)
+    return matched
+
+
+def _update_keys(model: type[Any], fields: Sequence[str]) -> tuple[list[str], set[str]]:
+    """The column attributes *fields* set (a many-to-one relationship's name:
+    its foreign key), and the relationship names among them."""
+    if isinstance(fields, str) or not fields:
+        raise ValueError("Field names must be given to bulk_update().")
+    mapper = lookups.mapper_of(model)
+    keys: list[str] = []
+    relationships: set[str] = set()
+    for name in fields:
+        prop = mapper.relationships.get(name)
+        if prop is not None:
+            if prop.direction.name != "MANYTOONE":
+                raise ValueError(
+                    f"bulk_update() can only be used with concrete fields: "
+                    f"{model.__name__}.{name} is a to-many relationship."
+                )
+            relationships.add(name)
+            keys.extend(
+                mapper.get_property_by_column(local).key
+                for local, _ in prop.local_remote_pairs
+            )
+            continue
+        column = lookups.column_of(model, name, "bulk_update()")
+        if any(c.primary_key for c in column.property.columns):
+            raise ValueError("bulk_update() cannot be used with primary key fields.")
+        keys.append(column.key)
+    return list(dict.fromkeys(keys)), relationships
+
+
+def _table_pk(mapper: Any, key: str) -> Any:
+    table = mapper.column_attrs[key].columns[0].table
+    (column,) = table.primary_key.columns
+    return column
+
+
+def _then(model: type[Any], key: str, value: Any) -> Any:
+    """One object's new value of *key*: bound with the column's type, or an
+    ``F()`` expression of its row."""
+    if isinstance(value, Combinable):
+        return value.resolve_expression(model)
+    return literal(
+        value, type_=lookups.mapper_of(model).column_attrs[key].columns[0].type
+    )

@@ -322,6 +322,15 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
             unique_fields=unique_fields,
         )
 
+    async def bulk_update(
+        self,
+        objs: Iterable[ModelT],
+        fields: Sequence[str],
+        batch_size: int | None = None,
+    ) -> int:
+        """Update many objects' *fields*; see :meth:`QuerySet.bulk_update`."""
+        return await self.get_queryset().bulk_update(objs, fields, batch_size)
+
     async def in_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
     ) -> dict[Any, ModelT]:

@@ -433,6 +433,18 @@ class QuerySet(Generic[ModelT]):
             self._query, None if what == "Exists()" else ["pk"], outer, what
         )
 
+    async def bulk_update(
+        self,
+        objs: Iterable[ModelT],
+        fields: Sequence[str],
+        batch_size: int | None = None,
+    ) -> int:
+        """Write *fields* of each of *objs* (saved objects) in one UPDATE per
+        batch (``CASE`` by primary key, as Django); the number of rows matched."""
+        return await _bulk.bulk_update(
+            self._query, self._target, objs, fields, batch_size
+        )
+
     async def in_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
     ) -> dict[Any, ModelT]:
