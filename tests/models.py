@@ -180,6 +180,16 @@ class Event(Base):
     __table_args__ = (Index("ix_events_at_id", "at", "id"),)
 
 
+class Visit(Base):
+    """A time-zone-aware column (TIMESTAMPTZ on PostgreSQL; SQLite and
+    MariaDB keep the UTC wall time)."""
+
+    __tablename__ = "visits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Reading(Base):
     """A composite unique key (sensor, day): bulk_get_or_create on two fields."""
 

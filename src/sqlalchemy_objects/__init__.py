@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ._raw import RawQuerySet
 from ._subqueries import Exists, OuterRef, Subquery
 from ._version import __version__
 from .database import Database
@@ -42,6 +43,7 @@ __all__ = [
     "Page",
     "Q",
     "QuerySet",
+    "RawQuerySet",
     "Subquery",
     "Sum",
     "TransactionManagementError",

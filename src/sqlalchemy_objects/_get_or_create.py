@@ -167,15 +167,27 @@ async def get_or_create(
 
 
 async def update_or_create(
-    found_by: Query,
+    base: Query,
     target: Target,
     lookup: Mapping[str, Any],
-    updates: Mapping[str, Any],
-    create_from: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None,
+    create_defaults: Mapping[str, Any] | None,
 ) -> tuple[Any, bool]:
-    """Update the row *found_by* finds with *updates*, or create it from
-    *create_from*: in one transaction (the caller's session, or one of its
-    own), the row read with ``SELECT ... FOR UPDATE``."""
+    """Update the row *lookup* finds in *base* with *defaults*, or create it
+    from the lookup's exact values and *create_defaults* (*defaults* if
+    None): in one transaction (the caller's session, or one of its own), the
+    row read with ``SELECT ... FOR UPDATE``."""
+    model = base.model
+    found_by = base.filter((), lookup)
+    updates = check_defaults(model, defaults, "update_or_create", "defaults")
+    creates = (
+        updates
+        if create_defaults is None
+        else check_defaults(
+            model, create_defaults, "update_or_create", "create_defaults"
+        )
+    )
+    create_from = {**lookups.creation_values(model, lookup), **creates}
 
     async def work(session: AsyncSession) -> tuple[Any, bool]:
         obj, created = await in_session(

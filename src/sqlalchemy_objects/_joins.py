@@ -22,7 +22,8 @@ never multiply) there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, literal, select
@@ -33,9 +34,12 @@ from .exceptions import FieldError, NotSupportedError
 from .expressions import (
     Aggregate,
     Combinable,
+    Conditional,
     Count,
     F,
     OrderBy,
+    Q,
+    and_parts,
     negate,
     related_condition,
 )
@@ -47,6 +51,71 @@ LOOKUP_SEP = lookups.LOOKUP_SEP
 
 #: (lookups ANDed together, negated?) from one filter() / exclude() call
 Having = tuple[tuple[tuple[str, Any], ...], bool]
+
+#: (relationship, the lookups through it, or None) of one filter() call
+Through = tuple[str, tuple[tuple[str, Any], ...] | None]
+
+
+# -- which rows a filter() joined ----------------------------------------------
+
+
+def crossed(model: type[Any], condition: Q) -> tuple[Through, ...]:
+    """The to-many relationships one filter() call goes through (Django
+    joins them, and later aggregates and values() read the joined rows):
+    per relationship its lookups ANDed, or None where an OR or NOT also
+    goes through it."""
+    relationships = lookups.mapper_of(model).relationships
+    many = {key for key, rel in relationships.items() if rel.uselist}
+    if not many:
+        return ()
+    pairs, others = and_parts(condition)
+    found: dict[str, list[tuple[str, Any]] | None] = {}
+    for key, value in pairs:
+        first = key.split(LOOKUP_SEP)[0]
+        if first in many:
+            through = found.setdefault(first, [])
+            if through is not None:
+                through.append((key, value))
+    for other in others:
+        for first in _mentioned(other) & many:
+            found[first] = None
+    return tuple(
+        (rel, None if through is None else tuple(through))
+        for rel, through in found.items()
+    )
+
+
+def _mentioned(node: Q | Conditional) -> set[str]:
+    """The first names of the lookups in *node* and the Q objects in it."""
+    if not isinstance(node, Q):
+        return set()
+    found: set[str] = set()
+    for child in node.children:
+        if isinstance(child, tuple):
+            found.add(child[0].split(LOOKUP_SEP)[0])
+        else:
+            found |= _mentioned(child)
+    return found
+
+
+def restriction(
+    query: Query, relationship: str, what: str
+) -> tuple[tuple[str, Any], ...]:
+    """The lookups through *relationship* of the one earlier filter() call
+    of *query* that went through it (nothing if none did): Django's rule that
+    an aggregate or ``values()`` through it reads only the rows it matched."""
+    found = [through for rel, through in query.through if rel == relationship]
+    if not found:
+        return ()
+    if len(found) > 1 or found[0] is None:
+        how = "several filter() calls" if found[1:] else "a filter() with | or ~"
+        raise NotSupportedError(
+            f"{what} on {query.model.__name__} after {how} through "
+            f"{relationship!r}: Django's answer there depends on how it joins "
+            f"the rows. Give the conditions on {relationship!r} in one filter() "
+            "call, ANDed, or as the aggregate's filter=Q(...)."
+        )
+    return found[0]
 
 
 def crosses_to_many(model: type[Any], name: str) -> bool:
@@ -108,7 +177,7 @@ class Joins:
             alias = aliased(target)
             onclause = getattr(owner, prop.key).of_type(alias)
             restrict = (
-                self.query.restriction(path, self._what)
+                restriction(self.query, path, self._what)
                 if self.query is not None and LOOKUP_SEP not in path
                 else ()
             )
@@ -221,10 +290,12 @@ class Grouping:
         return having, rest
 
     def statement(
-        self, query: Query, selected: Sequence[str], what: str
+        self, query: Query, selected: Sequence[str], what: str, *, flat: bool = False
     ) -> Select[Any]:
         """The grouped SELECT of *selected* (of the fields and the
-        aggregates; see the module)."""
+        aggregates; see the module). *flat*: grouped by the expressions
+        themselves, without the derived table (inside another query, where
+        an outer reference may not reach into a derived table)."""
         if query.distinct_fields:
             raise NotSupportedError(
                 "distinct(*fields) is not supported with annotate() after values()."
@@ -259,21 +330,29 @@ class Grouping:
             if key not in visible:
                 label = grouped(value_column(query, joins, key, "order_by()"))
                 hidden.append((label, descending))
-        inner_stmt = joins.apply(select(*inner_columns).select_from(model))
+        source = joins.apply(select(*inner_columns).select_from(model))
         if query.where:
-            inner_stmt = inner_stmt.where(and_(*query.where))
-        inner: Any = inner_stmt.subquery()
+            source = source.where(and_(*query.where))
+        inner: Any = None if flat else source.subquery()
+        expressions = {c.key: c.element for c in inner_columns}
+
+        def ref(label: str) -> Any:
+            return expressions[label] if inner is None else inner.c[label]
 
         def output(name: str) -> ColumnElement[Any]:
             kind, label = visible[name]
             if kind == "group":
-                column: ColumnElement[Any] = inner.c[label]
+                column: ColumnElement[Any] = ref(label)
                 return column
-            return _aggregated(aggregates[name][0], inner.c[label])
+            return _aggregated(aggregates[name][0], ref(label))
 
         group_labels = [c.key for c in inner_columns if c.key.startswith("g")]
-        stmt = select(*(output(n).label(n) for n in selected)).select_from(inner)
-        stmt = stmt.group_by(*(inner.c[label] for label in group_labels))
+        outputs = [output(n).label(n) for n in selected]
+        if inner is None:
+            stmt = source.with_only_columns(*outputs)
+        else:
+            stmt = select(*outputs).select_from(inner)
+        stmt = stmt.group_by(*(ref(label) for label in group_labels))
         for lookup_items, negated in self.having:
             condition = and_(
                 *(_condition(model, output, k, v) for k, v in lookup_items)
@@ -282,7 +361,7 @@ class Grouping:
         hidden_iter = iter(hidden)
         for term in order:
             key, descending = _order_key(term)
-            column = output(key) if key in visible else inner.c[next(hidden_iter)[0]]
+            column = output(key) if key in visible else ref(next(hidden_iter)[0])
             stmt = stmt.order_by(column.desc() if descending else column.asc())
         if query.distinct:
             stmt = stmt.distinct()
@@ -323,3 +402,100 @@ def _order_key(term: str | OrderBy) -> tuple[str, bool]:
             '("n", "-n") or F("n").asc()/.desc() without nulls_first/nulls_last.'
         )
     return expression.name, term.descending
+
+
+# -- aggregate() ----------------------------------------------------------------
+
+
+def aggregate_statement(
+    query: Query, named: Mapping[str, Aggregate]
+) -> tuple[Select[Any], list[Any]]:
+    """``aggregate()``'s SELECT over the matching rows, and per aggregate a
+    function turning the driver's value into Django's.
+
+    Over fields of the model and through relationships (``Avg("books__pages")``:
+    a LEFT OUTER JOIN, reusing an earlier filter()'s rows as Django does);
+    over a slice, or over annotations (``Avg("n")`` of ``annotate(n=...)``),
+    from a derived table of the rows themselves."""
+    model = query.model
+    annotated = query.annotation_columns()
+    if query.sliced or any(agg.field in annotated for agg in named.values()):
+        return _over_rows(query, named)
+    joins = Joins(query, model, "aggregate()")
+    columns: list[Any] = []
+    converters: list[Any] = []
+    for agg in named.values():
+        operand, read_from = _operand(agg, model, joins)
+        columns.append(_aggregated(agg, operand))
+        converters.append(_converter(agg, read_from))
+    stmt = joins.apply(select(*columns).select_from(model))
+    if query.where:
+        stmt = stmt.where(and_(*query.where))
+    return stmt, converters
+
+
+def _over_rows(
+    query: Query, named: Mapping[str, Aggregate]
+) -> tuple[Select[Any], list[Any]]:
+    model = query.model
+    annotated = query.annotation_columns()
+    kinds = {name: agg for name, agg, _, _ in query.annotations}
+    inner_columns: dict[str, Any] = {}
+    for agg in named.values():
+        if agg.field == "*" or agg.field in inner_columns:
+            continue
+        if agg.field in annotated:
+            inner_columns[agg.field] = annotated[agg.field]
+        elif (
+            agg.filter is not None
+            or agg.field.split(LOOKUP_SEP)[0] in lookups.mapper_of(model).relationships
+        ):
+            raise NotSupportedError(
+                f"aggregate({agg!r}) over a slice or beside annotations takes a "
+                f"field or an annotation of {model.__name__}, without filter=."
+            )
+        else:
+            inner_columns[agg.field] = agg.column(model)
+    inner: Any = query.apply(
+        select(
+            *(column.label(f"c{i}") for i, column in enumerate(inner_columns.values()))
+        ).select_from(model)
+    ).subquery()
+    labels = {name: f"c{i}" for i, name in enumerate(inner_columns)}
+    columns = [
+        agg.apply(None if agg.field == "*" else inner.c[labels[agg.field]])
+        for agg in named.values()
+    ]
+    converters = [
+        _annotation_converter(agg, kinds[agg.field])
+        if agg.field in kinds
+        else _converter(agg, model)
+        for agg in named.values()
+    ]
+    stmt: Select[Any] = select(*columns).select_from(inner)
+    return stmt, converters
+
+
+def _converter(agg: Aggregate, read_from: type[Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        return agg.convert_annotation(value, read_from)
+
+    return convert
+
+
+def _annotation_converter(agg: Aggregate, of: Any) -> Callable[[Any], Any]:
+    """An aggregate of an annotation: ``Avg`` a float, the others the
+    annotation's own kind (MariaDB's DECIMAL sum of a count an int)."""
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None if not isinstance(agg, Count) else 0
+        if isinstance(agg, Count):
+            return int(value)
+        if type(agg).__name__ == "Avg":
+            return float(value)
+        if isinstance(value, Decimal) and isinstance(of, Count):
+            return int(value)
+        return value
+
+    return convert

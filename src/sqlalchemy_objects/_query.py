@@ -39,7 +39,6 @@ from .expressions import (
     Conditional,
     OrderBy,
     Q,
-    and_parts,
     negate,
     resolve_operand,
 )
@@ -98,7 +97,7 @@ class Query:
         self.combined: _compound.Combined | None = None
         #: per filter() call, per to-many relationship it went through: its
         #: lookups through it ANDed, or None where an OR / NOT also did
-        self.through: tuple[Through, ...] = ()
+        self.through: tuple[_joins.Through, ...] = ()
 
     def replace(self, **changes: Any) -> Query:
         """A copy with *changes* (attribute names) applied."""
@@ -174,7 +173,7 @@ class Query:
                 raise ValueError(f"The annotation {name!r} is given twice.")
             if isinstance(agg, Aggregate):
                 rel = agg.field.split(lookups.LOOKUP_SEP)[0]
-                restrict = self.restriction(rel, f"annotate({name}={agg!r})")
+                restrict = _joins.restriction(self, rel, f"annotate({name}={agg!r})")
                 expression, read_from = agg.annotation(self.model, restrict)
             else:
                 expression, read_from = agg.annotation(self.model)
@@ -231,48 +230,8 @@ class Query:
             return self
         return self.replace(
             where=(*self.where, where),
-            through=(*self.through, *self._crossed(condition)),
+            through=(*self.through, *_joins.crossed(self.model, condition)),
         )
-
-    def _crossed(self, condition: Q) -> tuple[Through, ...]:
-        """The to-many relationships one filter() call goes through (Django
-        joins them, and later aggregates and values() read the joined rows)."""
-        relationships = lookups.mapper_of(self.model).relationships
-        many = {key for key, rel in relationships.items() if rel.uselist}
-        if not many:
-            return ()
-        pairs, others = and_parts(condition)
-        found: dict[str, list[tuple[str, Any]] | None] = {}
-        for key, value in pairs:
-            first = key.split(lookups.LOOKUP_SEP)[0]
-            if first in many:
-                crossed = found.setdefault(first, [])
-                if crossed is not None:
-                    crossed.append((key, value))
-        for other in others:
-            for first in _mentioned(other) & many:
-                found[first] = None
-        return tuple(
-            (rel, None if crossed is None else tuple(crossed))
-            for rel, crossed in found.items()
-        )
-
-    def restriction(self, relationship: str, what: str) -> tuple[tuple[str, Any], ...]:
-        """The lookups through *relationship* of the one earlier filter() call
-        that went through it (nothing if none did): Django's rule that an
-        aggregate or ``values()`` through it reads only the rows it matched."""
-        found = [crossed for rel, crossed in self.through if rel == relationship]
-        if not found:
-            return ()
-        if len(found) > 1 or found[0] is None:
-            how = "several filter() calls" if found[1:] else "a filter() with | or ~"
-            raise exceptions.NotSupportedError(
-                f"{what} on {self.model.__name__} after {how} through "
-                f"{relationship!r}: Django's answer there depends on how it joins "
-                f"the rows. Give the conditions on {relationship!r} in one filter() "
-                "call, ANDed, or as the aggregate's filter=Q(...)."
-            )
-        return found[0]
 
     def exclude(
         self, args: tuple[Q | Conditional, ...], lookup: Mapping[str, Any]
@@ -512,28 +471,13 @@ class Query:
         stmt: Select[Any] = self.apply(select(*columns).select_from(self.model))
         return stmt
 
-    def aggregate_statement(self, named: Mapping[str, Aggregate]) -> Select[Any]:
-        """``SELECT agg, ...`` over the matching rows (over the slice, if any)."""
+    def aggregate_statement(
+        self, named: Mapping[str, Aggregate]
+    ) -> tuple[Select[Any], list[Any]]:
+        """``SELECT agg, ...`` over the matching rows, and how to convert each
+        value (see :func:`._joins.aggregate_statement`)."""
         self.refuse_if_combined("aggregate()")
-        attrs = [agg.column(self.model) for agg in named.values()]
-        if self.sliced:  # aggregate over the slice: SELECT ... FROM (subquery)
-            inner = self.apply(select(self.model)).subquery()
-            operands: list[Any] = [
-                None if a is None else inner.c[a.property.columns[0].name]
-                for a in attrs
-            ]
-            return select(
-                *(
-                    agg.apply(op)
-                    for agg, op in zip(named.values(), operands, strict=True)
-                )
-            ).select_from(inner)
-        stmt = select(
-            *(agg.apply(a) for agg, a in zip(named.values(), attrs, strict=True))
-        ).select_from(self.model)
-        if self.where:
-            stmt = stmt.where(and_(*self.where))
-        return stmt
+        return _joins.aggregate_statement(self, named)
 
     def update_statements(self, values: Mapping[str, Any]) -> list[Any]:
         """The UPDATE(s) of ``update(**values)``: one, or, where the values
@@ -614,23 +558,6 @@ OrderTerm = str | OrderBy
 def _labelled(column: Any, name: str) -> Any:
     """A related field's subquery, named as asked (``author__name``)."""
     return column.label(name) if lookups.LOOKUP_SEP in name else column
-
-
-#: (relationship, the lookups through it, or None) of one filter() call
-Through = tuple[str, tuple[tuple[str, Any], ...] | None]
-
-
-def _mentioned(node: Q | Conditional) -> set[str]:
-    """The first names of the lookups in *node* and the Q objects in it."""
-    if not isinstance(node, Q):
-        return set()
-    found: set[str] = set()
-    for child in node.children:
-        if isinstance(child, tuple):
-            found.add(child[0].split(lookups.LOOKUP_SEP)[0])
-        else:
-            found |= _mentioned(child)
-    return found
 
 
 def flip(field: OrderTerm) -> OrderTerm:

@@ -20,6 +20,7 @@ from ._query import MAX_GET_RESULTS, Lock, Query
 from ._routing import Target, read
 from .database import Database
 from .exceptions import NotSupportedError
+from .expressions import Aggregate
 from .session import shielded
 
 
@@ -215,3 +216,33 @@ async def stream(target: Database, stmt: Any) -> AsyncGenerator[Any]:
             await shielded(result.close())
     finally:
         await shielded(session.close())
+
+
+async def aggregate(
+    query: Query,
+    target: Target,
+    args: tuple[Aggregate, ...],
+    kwargs: Mapping[str, Aggregate],
+) -> dict[str, Any]:
+    """``aggregate(*args, **kwargs)``: ``{alias: value}``, positional
+    aggregates named as Django names them (``age__avg``)."""
+    for agg in (*args, *kwargs.values()):
+        if not isinstance(agg, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"aggregate() takes Count/Sum/Avg/Min/Max objects, not {agg!r}"
+            )
+    named: dict[str, Aggregate] = {agg.default_alias: agg for agg in args}
+    named.update(kwargs)
+    if not named:
+        return {}  # as Django: nothing asked, nothing sent
+    stmt, converters = query.aggregate_statement(named)
+
+    async def work(session: AsyncSession) -> Sequence[Any]:
+        row: Sequence[Any] = (await session.execute(stmt)).one()
+        return row
+
+    row = await read(target, work)
+    return {
+        alias: convert(value)
+        for alias, convert, value in zip(named, converters, row, strict=True)
+    }

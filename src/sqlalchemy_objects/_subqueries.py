@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from sqlalchemy import ColumnElement, Select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.type_api import NULLTYPE
-from sqlalchemy.sql.visitors import InternalTraversal, replacement_traverse
+from sqlalchemy.sql.visitors import InternalTraversal, iterate, replacement_traverse
 
 from . import lookups
 from .expressions import Combinable, Conditional, F
@@ -36,10 +36,15 @@ class OuterColumn(ColumnElement[Any]):
 
     __visit_name__ = "outer_column"
     inherit_cache = True
-    _traverse_internals = (("name", InternalTraversal.dp_string),)  # type: ignore[assignment]
+    _traverse_internals = (  # type: ignore[assignment]
+        ("name", InternalTraversal.dp_string),
+        ("depth", InternalTraversal.dp_plain_obj),
+    )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, depth: int = 1) -> None:
         self.name = name
+        #: how many queries out the field is (OuterRef(OuterRef("pk")): 2)
+        self.depth = depth
         self.type = NULLTYPE
 
 
@@ -54,21 +59,37 @@ def _refuse(element: OuterColumn, compiler: Any, **kw: Any) -> str:
 
 class OuterRef(F):
     """A field of the *outer* query's row, for a QuerySet given to
-    :class:`Exists` or :class:`Subquery`: ``filter(author=OuterRef("pk"))``."""
+    :class:`Exists` or :class:`Subquery`: ``filter(author=OuterRef("pk"))``;
+    ``OuterRef(OuterRef("pk"))`` is the field of the query around that one."""
 
-    __slots__ = ()
+    __slots__ = ("depth",)
+
+    def __init__(self, name: str | OuterRef) -> None:
+        if isinstance(name, OuterRef):
+            self.name: str = name.name
+            self.depth: int = name.depth + 1
+            return
+        super().__init__(name)
+        self.depth = 1
 
     def __repr__(self) -> str:
-        return f"OuterRef({self.name!r})"
+        inner = repr(self.name)
+        for _ in range(self.depth):
+            inner = f"OuterRef({inner})"
+        return inner
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is OuterRef and other.name == self.name
+        return (
+            type(other) is OuterRef
+            and other.name == self.name
+            and other.depth == self.depth
+        )
 
     def __hash__(self) -> int:
-        return hash(("OuterRef", self.name))
+        return hash(("OuterRef", self.name, self.depth))
 
     def resolve_expression(self, model: type[Any]) -> ColumnElement[Any]:
-        return OuterColumn(self.name)
+        return OuterColumn(self.name, self.depth)
 
 
 class _Correlatable(Protocol):
@@ -79,15 +100,42 @@ class _Correlatable(Protocol):
     def correlated_statement(self, outer: type[Any], what: str) -> Select[Any]: ...
 
 
-def correlate(stmt: Select[Any], outer: type[Any]) -> Select[Any]:
-    """*stmt* with every :class:`OuterColumn` replaced by *outer*'s field."""
+def correlate(
+    stmt: Select[Any], outer: type[Any], enclosing: tuple[Any, ...] = ()
+) -> Select[Any]:
+    """*stmt* with every :class:`OuterColumn` replaced by *outer*'s field
+    (one of a deeper query's, ``OuterRef(OuterRef(...))``, one level nearer).
+    A query nested in *stmt* that names *outer*'s field correlates *outer*
+    and the FROMs around it (*enclosing*) by name: automatic correlation
+    reaches one level up only."""
 
     def swap(element: Any, **kw: Any) -> Any:
         if isinstance(element, OuterColumn):
+            if element.depth > 1:
+                return OuterColumn(element.name, element.depth - 1)
             return lookups.field_column(outer, element.name, "OuterRef()")
+        nested_select = getattr(element, "is_select", False) and hasattr(
+            element, "correlate"
+        )
+        if nested_select and element is not stmt and _names_outer(element):
+            # the FROMs as given (compiling now would meet the placeholders)
+            around = (
+                *enclosing,
+                *stmt.columns_clause_froms,
+                *getattr(stmt, "_from_obj", ()),
+            )
+            nested: Select[Any] = correlate(element, outer, around)
+            return nested.correlate(outer, *around)
         return None
 
     return cast("Select[Any]", replacement_traverse(stmt, {}, swap))
+
+
+def _names_outer(stmt: Select[Any]) -> bool:
+    return any(
+        isinstance(element, OuterColumn) and element.depth == 1
+        for element in iterate(stmt)
+    )
 
 
 def correlated(

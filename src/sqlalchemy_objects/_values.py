@@ -16,15 +16,17 @@ from collections import namedtuple
 from collections.abc import AsyncIterator, Generator, Sequence
 from typing import Any, Generic, Literal, Self, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.util import ClauseAdapter
 
 from . import _rows, lookups
 from ._joins import Grouping
 from ._query import Query, flip
 from ._routing import Target, read, resolve
-from ._subqueries import correlated
-from .exceptions import FieldError, NotSupportedError
+from ._subqueries import correlate, correlated
+from .exceptions import FieldError
 from .expressions import Aggregate, Combinable, Conditional, OrderBy, Q
 
 RowT = TypeVar("RowT")
@@ -226,10 +228,7 @@ class ValuesQuerySet(Generic[RowT]):
     def correlated_statement(self, outer: type[Any], what: str) -> Select[Any]:
         """This query inside *outer*'s (``Exists()`` / ``Subquery()``)."""
         if self._grouping is not None:
-            raise NotSupportedError(
-                f"{what} of values(...).annotate(...) is not supported: annotate the "
-                f"outer query instead (annotate(n=Count(...)) on {outer.__name__})."
-            )
+            return self._grouped_inside(outer, what)
         if what != "Exists()" and len(self._names) != 1:
             raise TypeError(
                 f"{what} needs a QuerySet of one field, such as "
@@ -237,6 +236,21 @@ class ValuesQuerySet(Generic[RowT]):
             )
         names = None if what == "Exists()" else self._names
         return correlated(self._query, names, outer, what)
+
+    def _grouped_inside(self, outer: type[Any], what: str) -> Select[Any]:
+        """values(...).annotate(...) inside *outer*'s query: Django's
+        ``Subquery(qs.values("author").annotate(n=Count("id")).values("n"))``,
+        grouped without a derived table, on an alias of the model."""
+        assert self._grouping is not None
+        if what != "Exists()" and len(self._names) != 1:
+            raise TypeError(
+                f"{what} needs one column; pick it with .values('name') after "
+                f"annotate(): {self!r} selects {len(self._names)}."
+            )
+        stmt = self._grouping.statement(self._query, self._names, what, flat=True)
+        alias = aliased(self.model)
+        adapted: Select[Any] = ClauseAdapter(inspect(alias).selectable).traverse(stmt)
+        return correlate(adapted, outer)
 
     # -- terminal coroutines ----------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import (
@@ -23,7 +24,7 @@ from ._pages import Page
 from ._typing import ModelT, OwnerT
 from .database import Database
 from .expressions import Aggregate, Combinable, Conditional, OrderBy, Q
-from .queryset import QuerySet, QuerySetManager, ValuesQuerySet
+from .queryset import QuerySet, QuerySetManager, RawQuerySet, ValuesQuerySet
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
@@ -330,6 +331,32 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
     ) -> int:
         """Update many objects' *fields*; see :meth:`QuerySet.bulk_update`."""
         return await self.get_queryset().bulk_update(objs, fields, batch_size)
+
+    def raw(
+        self,
+        raw_query: str,
+        params: Sequence[Any] | Mapping[str, Any] = (),
+        translations: Mapping[str, str] | None = None,
+    ) -> RawQuerySet[ModelT]:
+        """Objects of raw SQL, Django's ``%s`` placeholders (see :mod:`._raw`):
+        ``await User.objects.raw("SELECT * FROM users WHERE age > %s", [30])``."""
+        return self.get_queryset().raw(raw_query, params, translations)
+
+    async def dates(
+        self, field_name: str, kind: str, order: str = "ASC"
+    ) -> list[dt.date]:
+        """The distinct dates of the rows; see :meth:`QuerySet.dates`."""
+        return await self.get_queryset().dates(field_name, kind, order)
+
+    async def datetimes(
+        self,
+        field_name: str,
+        kind: str,
+        order: str = "ASC",
+        tzinfo: dt.tzinfo | None = None,
+    ) -> list[dt.datetime]:
+        """The distinct datetimes; see :meth:`QuerySet.datetimes`."""
+        return await self.get_queryset().datetimes(field_name, kind, order, tzinfo)
 
     async def in_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"

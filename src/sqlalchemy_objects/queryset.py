@@ -7,6 +7,7 @@ This module is the public surface only. What a QuerySet means in SQL is
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import (
     _bulk,
     _compound,
+    _dates,
     _get_or_create,
     _many,
     _pages,
@@ -35,6 +37,7 @@ from ._descriptor import ManagerDescriptor, no_instance_access
 from ._dialects import backend_of
 from ._pages import Page as Page  # re-exported by the package
 from ._query import Query, RowLock
+from ._raw import RawQuerySet as RawQuerySet  # re-exported by the manager
 from ._routing import Target, read, resolve, write
 from ._subqueries import correlated
 from ._typing import ModelT
@@ -445,6 +448,34 @@ class QuerySet(Generic[ModelT]):
             self._query, self._target, objs, fields, batch_size
         )
 
+    def raw(
+        self,
+        raw_query: str,
+        params: Sequence[Any] | Mapping[str, Any] = (),
+        translations: Mapping[str, str] | None = None,
+    ) -> RawQuerySet[ModelT]:
+        """Objects of raw SQL with Django's ``%s`` placeholders (see :mod:`._raw`)."""
+        return RawQuerySet(raw_query, self.model, params, translations, self._target)
+
+    async def dates(
+        self, field_name: str, kind: str, order: str = "ASC"
+    ) -> list[dt.date]:
+        """The distinct dates (``kind``: year, month, week or day) of the rows."""
+        return await _dates.dates(self._query, self._target, field_name, kind, order)
+
+    async def datetimes(
+        self,
+        field_name: str,
+        kind: str,
+        order: str = "ASC",
+        tzinfo: dt.tzinfo | None = None,
+    ) -> list[dt.datetime]:
+        """As :meth:`dates`, to the hour, minute or second too (see
+        :mod:`._dates` for aware columns and *tzinfo*)."""
+        return await _dates.datetimes(
+            self._query, self._target, field_name, kind, order, tzinfo
+        )
+
     async def in_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
     ) -> dict[Any, ModelT]:
@@ -459,28 +490,7 @@ class QuerySet(Generic[ModelT]):
     async def aggregate(self, *args: Aggregate, **kwargs: Aggregate) -> dict[str, Any]:
         """Return ``{alias: value}`` for aggregates over the matching rows:
         ``aggregate(Avg("age"), oldest=Max("age"))``."""
-        named: dict[str, Aggregate] = {}
-        for agg in (*args, *kwargs.values()):
-            if not isinstance(agg, Aggregate):  # pyright: ignore[reportUnnecessaryIsInstance]
-                raise TypeError(
-                    f"aggregate() takes Count/Sum/Avg/Min/Max objects, not {agg!r}"
-                )
-        for agg in args:
-            named[agg.default_alias] = agg
-        named.update(kwargs)
-        if not named:
-            return {}  # as Django: nothing asked, nothing sent
-        stmt = self._query.aggregate_statement(named)
-
-        async def work(session: AsyncSession) -> Sequence[Any]:
-            row: Sequence[Any] = (await session.execute(stmt)).one()
-            return row
-
-        row = await read(self._resolve(), work)
-        return {
-            alias: agg.convert(value, self.model)
-            for (alias, agg), value in zip(named.items(), row, strict=True)
-        }
+        return await _rows.aggregate(self._query, self._resolve(), args, kwargs)
 
     async def update(self, **values: Any) -> int:
         """Set *values* on every matching row in one UPDATE; return the number of
@@ -604,19 +614,8 @@ class QuerySet(Generic[ModelT]):
         handled as in :meth:`get_or_create`; in autocommit mode the read, the
         create and the update share one transaction.
         """
-        found_by = self._query.filter((), lookup)
-        check = _get_or_create.check_defaults
-        updates = check(self.model, defaults, "update_or_create", "defaults")
-        creates = (
-            updates
-            if create_defaults is None
-            else check(
-                self.model, create_defaults, "update_or_create", "create_defaults"
-            )
-        )
-        create_from = {**lookups.creation_values(self.model, lookup), **creates}
         return await _get_or_create.update_or_create(
-            found_by, self._resolve(), lookup, updates, create_from
+            self._query, self._resolve(), lookup, defaults, create_defaults
         )
 
     async def bulk_create(

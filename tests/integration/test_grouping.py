@@ -18,7 +18,6 @@ from sqlalchemy_objects import (
     Max,
     NotSupportedError,
     Q,
-    Subquery,
     Sum,
 )
 from tests.conftest import StatementLog
@@ -285,6 +284,29 @@ async def test_grouping_errors_name_the_problem(db: Database) -> None:
         User.objects.values("age").annotate(F("age"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Cannot annotate a query once a slice"):
         User.objects.values("age")[:2].annotate(n=Count("id"))
-    grouped = Article.objects.values("author").annotate(n=Count("id"))
-    with pytest.raises(NotSupportedError, match="annotate the outer query"):
-        User.objects.annotate(n=Subquery(grouped))
+
+
+async def test_aggregate_through_relationships_and_annotations(db: Database) -> None:
+    """Django's ``aggregate(Count("books"))`` (over the joined related rows,
+    an earlier filter()'s rows only) and ``aggregate(Avg("n"))`` of an
+    annotation."""
+    await writers()
+    assert await User.objects.aggregate(
+        n=Count("articles"), last=Max("articles__title"), ages=Sum("age")
+    ) == {"n": 3, "last": "c", "ages": 130}  # ages over the joined rows, as Django
+    assert await User.objects.filter(articles__published=True).aggregate(
+        n=Count("articles")
+    ) == {"n": 2}
+    assert await User.objects.filter(username="cat").aggregate(
+        n=Count("articles"), last=Max("articles__title")
+    ) == {"n": 0, "last": None}
+    assert await User.objects.aggregate(
+        published=Count("articles", filter=Q(articles__published=True))
+    ) == {"published": 2}
+    per_user = User.objects.annotate(n=Count("articles"))
+    totals = await per_user.aggregate(mean=Avg("n"), total=Sum("n"), most=Max("n"))
+    assert totals == {"mean": 1.0, "total": 3, "most": 2}
+    assert type(totals["total"]) is int  # MariaDB sums to a DECIMAL
+    assert await per_user.filter(n__gt=0).aggregate(Count("n")) == {"n__count": 2}
+    with pytest.raises(NotSupportedError, match="over a slice or beside annotations"):
+        await User.objects.order_by("id")[:2].aggregate(Count("articles"))

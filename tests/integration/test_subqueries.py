@@ -311,3 +311,45 @@ async def test_distinct_on_fields(db: Database) -> None:
     assert sorted(
         await Article.objects.values_list("author_id", flat=True).distinct()
     ) == sorted(set(await Article.objects.values_list("author_id", flat=True)))
+
+
+async def test_outer_ref_of_an_outer_ref(db: Database) -> None:
+    """``OuterRef(OuterRef("pk"))``: a field of the query two levels out."""
+    ids = await authors(db)
+    dan = await User.objects.create(username="dan", age=50)
+    await Article.objects.create(title="d", author_id=dan.id)
+    await User.objects.filter(pk=ids["cat"]).update(age=60)  # old, but no article
+    old = Exists(User.objects.filter(pk=OuterRef(OuterRef("pk")), age__gt=35))
+    wrote_while_old = Exists(Article.objects.filter(old, author=OuterRef("pk")))
+    assert await usernames(User.objects.filter(wrote_while_old)) == ["dan"]
+    assert await usernames(User.objects.exclude(wrote_while_old)) == [
+        "ann",
+        "bob",
+        "cat",
+    ]
+    assert repr(OuterRef(OuterRef("pk"))) == "OuterRef(OuterRef('pk'))"
+    assert OuterRef(OuterRef("pk")) != OuterRef("pk")
+    with pytest.raises(ValueError, match="reference to an outer query"):
+        await Article.objects.filter(old).count()
+
+
+async def test_a_grouped_values_queryset_as_a_subquery(db: Database) -> None:
+    """Django's count-in-a-subquery idiom:
+    ``Subquery(qs.filter(author=OuterRef("pk")).values("author")
+    .annotate(n=Count("pk")).values("n"))``."""
+    await authors(db)
+    per_author = (
+        Article.objects.filter(author=OuterRef("pk"))
+        .values("author")
+        .annotate(n=Count("pk"))
+    )
+    counted = User.objects.annotate(n=Subquery(per_author.values("n")))
+    assert sorted(await counted.values_list("username", "n")) == [
+        ("ann", 2),
+        ("bob", 1),
+        ("cat", None),
+    ]
+    prolific = Exists(per_author.filter(n__gt=1))
+    assert await usernames(User.objects.filter(prolific)) == ["ann"]
+    with pytest.raises(TypeError, match="needs one column"):
+        User.objects.annotate(n=Subquery(per_author))
