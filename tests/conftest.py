@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from sqlalchemy_objects import Database
+from sqlalchemy_objects import Database, _on_conflict
 from tests.models import Base
 
 pytest_plugins = ["pytester"]
@@ -57,6 +57,14 @@ async def open_database(backend: str, tmp_path: Path, **options: Any) -> Databas
             pytest.fail(message)
         pytest.skip(message)
     return db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_miss_shares() -> None:
+    """Each test starts with no lookup shape in get_or_create's miss mode
+    (``_on_conflict.expects_miss``): which statements a test sees must not
+    depend on the tests that ran before it."""
+    _on_conflict.reset_outcomes()
 
 
 @pytest.fixture(params=BACKENDS, name="backend")

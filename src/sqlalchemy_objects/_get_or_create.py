@@ -323,9 +323,20 @@ def one_statement(
     create the row (a flush would run something the INSERT skips, or the
     conflicting row is gone again).
     """
+    shape = spec.shape
+    if (
+        shape is not None
+        and db.facts.autocommit_writes
+        and _on_conflict.expects_miss(shape)
+    ):
+        done = _one_trip(db, executor, progress, model, create_from, spec, target)
+        if done is not None:
+            return done
     single, obj = _on_conflict.select_one(executor, model, spec)
     if not single:
         return None
+    if shape is not None:
+        _on_conflict.note_outcome(shape, missed=obj is None)
     if obj is not None:
         return obj, False
     values = dict(create_from)
@@ -334,16 +345,10 @@ def one_statement(
     values = prep_values(model, values)
     if not db.facts.autocommit_writes:
         return values  # autocommit() creates the row, in a transaction
-    candidate = model(**values)
-    row = (
-        _on_conflict.insert_values(candidate)
-        if _on_conflict.holds_columns_only(candidate)
-        else None
-    )
-    if row is None or _on_conflict.sessions_have_flush_listeners(
-        db.autocommit_sessionmaker
-    ):
+    built = _insertable(db, model, values)
+    if built is None:
         return values
+    candidate, row = built
     progress.writing = True
     error: IntegrityError | None = None
     try:
@@ -366,6 +371,83 @@ def one_statement(
     if error is not None:
         raise error
     return values
+
+
+def _insertable(
+    db: Database, model: type[Any], values: dict[str, Any]
+) -> tuple[Any, dict[str, Any]] | None:
+    """The new object built from *values* with the model's constructor and
+    the columns a Core INSERT of it writes, or None where a flush would do
+    something that INSERT skips (a relationship set, flush listeners)."""
+    candidate = model(**values)
+    row = (
+        _on_conflict.insert_values(candidate)
+        if _on_conflict.holds_columns_only(candidate)
+        else None
+    )
+    if row is None or _on_conflict.sessions_have_flush_listeners(
+        db.autocommit_sessionmaker
+    ):
+        return None
+    return candidate, row
+
+
+def _one_trip(
+    db: Database,
+    executor: Any,
+    progress: Progress,
+    model: type[Any],
+    create_from: Mapping[str, Any],
+    spec: Prepared,
+    target: tuple[str, ...],
+) -> tuple[Any, bool] | dict[str, Any] | None:
+    """A lookup shape that mostly misses: read or insert in **one** statement
+    (``_on_conflict.get_or_insert``), so a miss costs one round trip. The
+    object is built before it is known to be needed, so only where building
+    it runs nothing of the user's and no value is a callable (Django calls
+    those only when creating). Returns as :func:`one_statement` does, or None
+    to take the two-statement path instead."""
+    if any(callable(value) for value in create_from.values()):
+        return None
+    if not _on_conflict.plain_constructor(model):
+        return None
+    values = prep_values(model, dict(create_from))
+    built = _insertable(db, model, values)
+    if built is None:
+        return None
+    candidate, row = built
+    progress.writing = True
+    try:
+        outcome, obj = _on_conflict.get_or_insert(
+            executor, spec, candidate, row, target
+        )
+    except IntegrityError as exc:
+        # Another unique key than the lookup's conflicted: as on the
+        # two-statement path, the one retried get decides.
+        progress.writing = False
+        _lost_race(exc, db.facts, model)
+        executor.rollback()  # a savepoint under the pytest plugin
+        _, found = _on_conflict.select_one(executor, model, spec)
+        if found is not None:
+            return found, False
+        raise
+    progress.writing = False
+    if outcome == "unsupported":
+        return None
+    assert spec.shape is not None
+    _on_conflict.note_outcome(spec.shape, missed=outcome != "found")
+    if outcome == "created":
+        executor.commit()  # no-op without a transaction
+        return obj, True
+    if outcome == "found":
+        return obj, False
+    if outcome == "multiple":
+        return None  # autocommit() reports it
+    # Both parts empty: a concurrent insert committed after this statement's
+    # snapshot. A new statement sees it.
+    _lost_race(None, db.facts, model)
+    _, found = _on_conflict.select_one(executor, model, spec)
+    return (found, False) if found is not None else values
 
 
 async def _note_snapshot(

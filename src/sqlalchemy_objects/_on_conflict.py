@@ -244,3 +244,108 @@ def insert_or_nothing(
         return False
     detached(mapper, rows[0], obj)
     return True
+
+
+# -- the one-round-trip miss --------------------------------------------------
+
+#: Per lookup shape, a running share of the calls that missed (0: none, 1:
+#: all). Past :data:`MISS_MODE` a call reads and inserts in one statement
+#: (:func:`get_or_insert`); below it a hit costs one plain SELECT.
+_misses: dict[Shape, float] = {}
+MISS_MODE: Final = 0.5
+#: The weight of the newest call in the running share.
+_WEIGHT: Final = 0.125
+
+_combined: dict[tuple[Shape, frozenset[str], tuple[str, ...]], Any] = {}
+
+
+def note_outcome(shape: Shape, missed: bool) -> None:
+    share = _misses.get(shape, 0.0)
+    _misses[shape] = share + _WEIGHT * ((1.0 if missed else 0.0) - share)
+
+
+def reset_outcomes() -> None:
+    """Forget every shape's share of misses (for tests)."""
+    _misses.clear()
+
+
+def expects_miss(shape: Shape) -> bool:
+    """Whether most recent calls of *shape* missed."""
+    return _misses.get(shape, 0.0) > MISS_MODE
+
+
+def plain_constructor(model: type[Any]) -> bool:
+    """Whether building a *model* object runs nothing of the user's (the
+    declarative constructor, no ``@validates``): then building one for a
+    call that turns out to be a hit is unobservable."""
+    mapper = lookups.mapper_of(model)
+    init = getattr(mapper.class_manager.original_init, "__qualname__", "")
+    return init == "_declarative_constructor" and not mapper.validators
+
+
+def _combined_statement(
+    mapper: Mapper[Any], spec: Prepared, keys: frozenset[str], target: tuple[str, ...]
+) -> tuple[Any, dict[str, Any]] | None:
+    """The get-or-insert statement of *spec*'s lookup and the attributes
+    *keys*, built once, and the scalar defaults of the columns *keys* leaves
+    out (a flush would insert them); None where a left-out column has a
+    default that must be computed per row."""
+    assert spec.shape is not None
+    cache_key = (spec.shape, keys, target)
+    if cache_key in _combined:
+        return _combined[cache_key]  # type: ignore[no-any-return]
+    table: Any = mapper.local_table
+    defaults: dict[str, Any] = {}
+    values: dict[Any, Any] = {}
+    entry: tuple[Any, dict[str, Any]] | None = None
+    for prop in mapper.column_attrs:
+        column = prop.columns[0]
+        if prop.key not in keys:
+            if column.default is None:
+                continue
+            if not column.default.is_scalar:
+                _combined[cache_key] = None
+                return None
+            defaults[prop.key] = column.default.arg
+        values[column.name] = bindparam(f"i_{prop.key}", type_=column.type)
+    stmt = postgresql.get_or_insert(table, spec.stmt, values, target, columns(mapper))
+    entry = _combined[cache_key] = (stmt, defaults)
+    return entry
+
+
+def get_or_insert(
+    executor: Any,
+    spec: Prepared,
+    obj: Any,
+    values: dict[str, Any],
+    target: tuple[str, ...],
+) -> tuple[str, Any]:
+    """Read the row *spec* selects, or insert *values* (from
+    :func:`insert_values` of the new *obj*), in one statement. Return
+    ``("found", row_obj)``, ``("created", obj)`` (*obj* now detached with
+    every column loaded), ``("multiple", None)``, ``("neither", None)`` (a
+    concurrent insert committed after the statement began), or
+    ``("unsupported", None)`` (a left-out column's default is computed per
+    row: the two-statement path does it)."""
+    mapper: Mapper[Any] = inspect(obj).mapper
+    keys = frozenset(values)
+    built = _combined_statement(mapper, spec, keys, target)
+    if built is None:
+        return "unsupported", None
+    stmt, defaults = built
+    params = dict(spec.params)
+    for key, value in (*defaults.items(), *values.items()):
+        params[f"i_{key}"] = value
+    assert spec.shape is not None
+    rows = _cursor.rows(
+        executor, (spec.shape, keys, target, "get_or_insert"), stmt, params
+    )
+    if not rows:
+        return "neither", None
+    if len(rows) > 1:
+        return "multiple", None
+    *row, created = rows[0]
+    if created:
+        detached(mapper, row, obj)
+        return "created", obj
+    return "found", detached(mapper, row)

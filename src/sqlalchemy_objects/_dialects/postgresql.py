@@ -6,7 +6,18 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import ARRAY, any_, bindparam, event
+from sqlalchemy import (
+    ARRAY,
+    any_,
+    bindparam,
+    event,
+    exists,
+    false,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -135,6 +146,41 @@ class PostgreSQL(Backend):
         if sqlstate.startswith("08") or sqlstate in SESSION_ENDED:
             return True
         return type(orig.__cause__).__name__ == "InternalClientError"
+
+
+def get_or_insert(
+    table: Any,
+    found: Any,
+    values: dict[Any, Any],
+    target: Sequence[str],
+    returning: Sequence[Any],
+) -> Any:
+    """One statement that reads the row *found* selects or inserts *values*:
+
+    ``WITH found AS (SELECT ...), ins AS (INSERT ... SELECT <values> WHERE
+    NOT EXISTS (SELECT 1 FROM found) ON CONFLICT (target) DO NOTHING
+    RETURNING ...) SELECT ..., false FROM found UNION ALL SELECT ..., true
+    FROM ins``. A hit inserts nothing (the SELECT of values gives no row, so
+    no default, no sequence value is evaluated); both parts are empty only
+    when a concurrent insert committed after the statement's snapshot (all
+    parts of one statement share it), which the caller reads again."""
+    existing: Any = found.cte("found")
+    parts: list[Any] = list(values.values())
+    one: Any = literal_column("1")  # pyright: ignore[reportUnknownVariableType]
+    source: Any = select(*parts).where(~exists(select(one).select_from(existing)))
+    insert: Any = postgresql.insert(table)
+    inserted: Any = (
+        insert.from_select(list(values), source, include_defaults=False)
+        .on_conflict_do_nothing(index_elements=list(target))
+        .returning(*returning)
+        .cte("ins")
+    )
+    found_columns: list[Any] = list(existing.c)
+    inserted_columns: list[Any] = list(inserted.c)
+    return union_all(
+        select(*found_columns, false().label("created")),
+        select(*inserted_columns, true().label("created")),
+    )
 
 
 def insert_or_nothing(
