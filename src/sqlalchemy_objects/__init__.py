@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ._prefetch import Prefetch
 from ._raw import RawQuerySet
 from ._subqueries import Exists, OuterRef, Subquery
 from ._version import __version__
@@ -41,6 +42,7 @@ __all__ = [
     "ObjectsError",
     "OuterRef",
     "Page",
+    "Prefetch",
     "Q",
     "QuerySet",
     "RawQuerySet",

@@ -67,6 +67,7 @@ class Query:
         "only",
         "options",
         "order",
+        "prefetches",
         "through",
         "where",
     )
@@ -98,6 +99,8 @@ class Query:
         #: per filter() call, per to-many relationship it went through: its
         #: lookups through it ANDed, or None where an OR / NOT also did
         self.through: tuple[_joins.Through, ...] = ()
+        #: Prefetch objects with a QuerySet or to_attr (see _prefetch)
+        self.prefetches: tuple[Any, ...] = ()
 
     def replace(self, **changes: Any) -> Query:
         """A copy with *changes* (attribute names) applied."""
@@ -136,6 +139,12 @@ class Query:
     def ordering(self) -> tuple[OrderTerm, ...]:
         return self.order or ("pk",)
 
+    @property
+    def loads_more_than_rows(self) -> bool:
+        """Whether objects get more than their rows: annotations, or Prefetch
+        objects loaded after them (streaming takes neither)."""
+        return bool(self.annotations or self.prefetches)
+
     def loads_whole_rows(self) -> bool:
         """Whether rows are read whole and nothing more, as get_or_create's
         prepared and one-statement paths read them: no order, slice, column
@@ -145,6 +154,7 @@ class Query:
             or self.limit is not None
             or self.offset
             or self.options
+            or self.prefetches
             or self.only is not None
             or self.defer
         )
@@ -279,6 +289,23 @@ class Query:
             loader(self.model, field, joined=joined)  # FieldError now, not at await
         related = tuple((f, joined) for f in fields)
         return self.replace(options=(*self.options, *related))
+
+    def prefetched(self, items: tuple[Any, ...]) -> Query:
+        """``prefetch_related()``: names become loader options; Prefetch
+        objects with a QuerySet or a to_attr are loaded after the rows
+        (:mod:`._prefetch`)."""
+        later = tuple(
+            item.checked(self.model)
+            for item in items
+            if hasattr(item, "prefetch_through") and not item.plain
+        )
+        names = tuple(
+            getattr(item, "prefetch_through", item)
+            for item in items
+            if not hasattr(item, "prefetch_through") or item.plain
+        )
+        query = self.related(names, joined=False) if names else self
+        return query.replace(prefetches=(*self.prefetches, *later)) if later else query
 
     def with_only(self, fields: Iterable[str]) -> Query:
         self.refuse_if_combined("only()")

@@ -15,6 +15,7 @@ from sqlalchemy import Select, inspect, null
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ._dialects import backend_of
+from ._prefetch import prefetch
 from ._prep import prep_values
 from ._query import MAX_GET_RESULTS, Lock, Query
 from ._routing import Target, read
@@ -61,15 +62,18 @@ async def objects(session: AsyncSession, stmt: Select[Any], query: Query) -> lis
     """The objects *stmt* (made from *query*) selects, each with its
     ``annotate()`` values set as attributes."""
     if not query.annotations:
-        return list((await session.scalars(stmt)).all())
-    found: list[Any] = []
-    for row in (await session.execute(stmt)).all():
-        obj = row[0]
-        for (name, agg, _, read_from), value in zip(
-            query.annotations, row[1:], strict=True
-        ):
-            setattr(obj, name, agg.convert_annotation(value, read_from))
-        found.append(obj)
+        found: list[Any] = list((await session.scalars(stmt)).all())
+    else:
+        found = []
+        for row in (await session.execute(stmt)).all():
+            obj = row[0]
+            for (name, agg, _, read_from), value in zip(
+                query.annotations, row[1:], strict=True
+            ):
+                setattr(obj, name, agg.convert_annotation(value, read_from))
+            found.append(obj)
+    if query.prefetches:
+        await prefetch(session, found, query.prefetches)
     return found
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import exceptions
 from ._descriptor import ManagerDescriptor, no_instance_access
 from ._pages import Page
+from ._prefetch import Prefetch
 from ._typing import ModelT, OwnerT
 from .database import Database
 from .expressions import Aggregate, Combinable, Conditional, OrderBy, Q
@@ -236,8 +237,9 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
         """Return a QuerySet that JOINs the named many-to-one relationships."""
         return self.get_queryset().select_related(*fields)
 
-    def prefetch_related(self, *fields: str) -> QuerySet[ModelT]:
-        """Return a QuerySet that loads the named relationships with SELECT ... IN."""
+    def prefetch_related(self, *fields: str | Prefetch) -> QuerySet[ModelT]:
+        """Return a QuerySet that loads the named relationships with SELECT ... IN
+        (``Prefetch`` objects too)."""
         return self.get_queryset().prefetch_related(*fields)
 
     @property

@@ -36,6 +36,7 @@ from . import (
 from ._descriptor import ManagerDescriptor, no_instance_access
 from ._dialects import backend_of
 from ._pages import Page as Page  # re-exported by the package
+from ._prefetch import Prefetch
 from ._query import Query, RowLock
 from ._raw import RawQuerySet as RawQuerySet  # re-exported by the manager
 from ._routing import Target, read, resolve, write
@@ -229,10 +230,10 @@ class QuerySet(Generic[ModelT]):
         """
         return self._clone(self._query.related(fields, joined=True))
 
-    def prefetch_related(self, *fields: str) -> Self:
+    def prefetch_related(self, *fields: str | Prefetch) -> Self:
         """Load the named relationships (any direction) with one extra SELECT ... IN
-        per relationship, so reading them needs no IO."""
-        return self._clone(self._query.related(fields, joined=False))
+        per relationship, so reading them needs no IO; ``Prefetch`` objects too."""
+        return self._clone(self._query.prefetched(fields))
 
     def only(self, *fields: str) -> Self:
         """Load only the named columns (and the primary key) when rows are fetched.
@@ -317,7 +318,7 @@ class QuerySet(Generic[ModelT]):
         if self._query.empty:
             return
         target = self._target_for_locks()
-        if not isinstance(target, Database) or self._query.annotations:
+        if not isinstance(target, Database) or self._query.loads_more_than_rows:
             for obj in await self._fetch_all():
                 yield obj
             return

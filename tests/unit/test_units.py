@@ -45,6 +45,7 @@ def test_public_names_are_pinned() -> None:
         "ObjectsError",
         "OuterRef",
         "Page",
+        "Prefetch",
         "Q",
         "QuerySet",
         "RawQuerySet",
