@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sqlalchemy_objects import Database, ManagerMixin, __version__
+from sqlalchemy_objects import Database, ManagerMixin, __version__, _on_conflict
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -114,6 +114,15 @@ async def main() -> None:
             key=f"ours-{next(misses)}", defaults={"value": "v"}
         )
 
+    miss_mode_shape = (Item, frozenset({"key"}))
+
+    async def ours_one_trip_hit(i: int) -> object:
+        # A hit while the shape is in miss mode (most recent calls missed):
+        # the one statement that reads or inserts, finding the row.
+        _on_conflict.note_outcome(miss_mode_shape, missed=True)
+        _on_conflict.note_outcome(miss_mode_shape, missed=True)
+        return await Item.objects.get_or_create(key=f"hot-{i % args.hot}")
+
     async def sa_handwritten_hit(i: int) -> object:
         return await handwritten(db, f"hot-{i % args.hot}")
 
@@ -127,6 +136,7 @@ async def main() -> None:
         "ours: get_or_create hit, in an open session": ours_in_session_hit,
         "ours: get_or_create hit, autocommit": ours_autocommit_hit,
         "ours: get_or_create miss, autocommit": ours_autocommit_miss,
+        "ours: get_or_create hit, autocommit, one-trip statement": ours_one_trip_hit,
         "hand-written SQLAlchemy hit (session per call)": sa_handwritten_hit,
         "hand-written SQLAlchemy miss (session + SAVEPOINT)": sa_handwritten_miss,
     }
