@@ -10,7 +10,12 @@ backend (PostgreSQL ``EXTRACT``, MySQL/MariaDB's date functions, SQLite's
 ``strftime``), and returns the same number on all three.
 
 The parts are taken from the value as the database holds it: a naive column
-as stored, a PostgreSQL ``timestamptz`` in the connection's ``TimeZone``.
+as stored; a time-zone-aware column (``DateTime(timezone=True)``, PostgreSQL's
+``timestamptz``) in UTC, whatever the connection's ``TimeZone`` setting, so
+that ``at__hour=23`` means the same on every connection and every backend
+(SQLite and MariaDB keep no offset: their wall time is taken as UTC, as an
+aware value written in UTC leaves it). This is Django's ``USE_TZ = True``
+with ``TIME_ZONE = "UTC"``; there is no per-request "current time zone".
 """
 
 from __future__ import annotations
@@ -107,7 +112,11 @@ _SQLITE: Final = {
 
 @compiles(Transform)
 def _compile_pg(element: Transform, compiler: Any, **kw: Any) -> str:
-    return _PG[element.part].format(x=_operand(element, compiler, **kw))
+    operand = _operand(element, compiler, **kw)
+    column_type = next(iter(element.clauses)).type
+    if isinstance(column_type, DateTime) and column_type.timezone:
+        operand = f"({operand} AT TIME ZONE 'UTC')"  # the UTC wall time
+    return _PG[element.part].format(x=operand)
 
 
 @compiles(Transform, "mysql")

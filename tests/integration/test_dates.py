@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from sqlalchemy_objects import Database, FieldError
 from tests.conftest import StatementLog
@@ -147,3 +149,24 @@ async def test_dates_refuse_what_django_refuses(db: Database) -> None:
         await Event.objects.dates("nope", "year")
     with pytest.raises(TypeError, match="once a slice has been taken"):
         await Event.objects.all()[:2].dates("at", "year")
+
+
+async def test_transforms_of_an_aware_column_are_in_utc(db: Database) -> None:
+    """``at__hour`` / ``at__date`` of a time-zone-aware column are taken in
+    UTC on every backend, whatever the PostgreSQL connection's TimeZone."""
+    if db.backend == "postgresql":
+
+        def tokyo(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET TIME ZONE 'Asia/Tokyo'")
+            cursor.close()
+
+        event.listen(db.engine.sync_engine, "connect", tokyo)
+        await db.engine.dispose()  # new connections only, with the setting
+    late = dt.datetime(2024, 3, 31, 23, 30, tzinfo=dt.UTC)  # Tokyo: 1 April 08:30
+    await Visit.objects.create(at=late)
+    assert await Visit.objects.filter(at__hour=23).count() == 1
+    assert await Visit.objects.filter(at__hour=8).count() == 0
+    assert await Visit.objects.filter(at__date=dt.date(2024, 3, 31)).count() == 1
+    assert await Visit.objects.filter(at__day=31, at__month=3).count() == 1
+    assert await Visit.objects.filter(at__week_day=1).count() == 1  # a Sunday
