@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 #: The three combinators, Django's names.
 Kind = Literal["union", "intersection", "difference"]
 
-_SQL: Final = {
+SQL: Final = {
     ("union", False): union,
     ("union", True): union_all,
     ("intersection", False): intersect,
@@ -110,7 +110,7 @@ def statement(
     assert combined is not None
     mapper = lookups.mapper_of(query.model)
     columns = [getattr(query.model, key) for key in mapper.column_attrs.keys()]  # noqa: SIM118
-    sql = _SQL[(combined.kind, combined.all)]
+    sql = SQL[(combined.kind, combined.all)]
     compound = sql(*(_part(part, columns) for part in combined.parts)).subquery()
     adapter: Any = ClauseAdapter(compound)
     if names is None:

@@ -330,16 +330,7 @@ class Query:
 
     def sliced_by(self, key: slice) -> Query:
         """``qs[a:b]``: LIMIT / OFFSET; slices of slices compose."""
-        start, stop = key.start or 0, key.stop
-        if key.step is not None:
-            raise TypeError("QuerySet slices do not support a step.")
-        if start < 0 or (stop is not None and stop < 0):
-            raise ValueError("Negative indexing is not supported.")
-        offset = self.offset + start
-        limit = None if stop is None else max(stop - start, 0)
-        if self.limit is not None:
-            room = max(self.limit - start, 0)
-            limit = room if limit is None else min(limit, room)
+        offset, limit = window(self.offset, self.limit, key)
         return self.replace(offset=offset, limit=limit)
 
     # -- statements -------------------------------------------------------------
@@ -585,6 +576,21 @@ OrderTerm = str | OrderBy
 def _labelled(column: Any, name: str) -> Any:
     """A related field's subquery, named as asked (``author__name``)."""
     return column.label(name) if lookups.LOOKUP_SEP in name else column
+
+
+def window(offset: int, limit: int | None, key: slice) -> tuple[int, int | None]:
+    """The OFFSET and LIMIT of rows already at *offset* / *limit*, sliced by
+    *key* (``qs[a:b]`` of ``qs[c:d]``)."""
+    start, stop = key.start or 0, key.stop
+    if key.step is not None:
+        raise TypeError("QuerySet slices do not support a step.")
+    if start < 0 or (stop is not None and stop < 0):
+        raise ValueError("Negative indexing is not supported.")
+    new_limit = None if stop is None else max(stop - start, 0)
+    if limit is not None:
+        room = max(limit - start, 0)
+        new_limit = room if new_limit is None else min(new_limit, room)
+    return offset + start, new_limit
 
 
 def flip(field: OrderTerm) -> OrderTerm:

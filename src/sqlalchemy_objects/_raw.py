@@ -14,8 +14,8 @@ Objects come back detached, as from any other query.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Generator, Mapping, Sequence
-from typing import Any, Final, Generic, Self
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Self
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +23,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import lookups
+from ._combined_values import Rows
 from ._routing import Target, read, resolve
 from ._typing import ModelT
 from .exceptions import FieldError
@@ -124,7 +125,7 @@ def instances(
     return found
 
 
-class RawQuerySet(Generic[ModelT]):
+class RawQuerySet(Rows[ModelT]):
     """The objects of one raw SQL query: ``await`` it for the list, or
     ``async for`` over it (see :mod:`._raw`)."""
 
@@ -153,16 +154,6 @@ class RawQuerySet(Generic[ModelT]):
         return type(self)(
             self.raw_query, self.model, self.params, self.translations, target
         )
-
-    def __await__(self) -> Generator[Any, None, list[ModelT]]:
-        return self._fetch().__await__()
-
-    def __aiter__(self) -> AsyncIterator[ModelT]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[ModelT]:
-        for obj in await self._fetch():
-            yield obj
 
     async def _fetch(self) -> list[ModelT]:
         stmt, bound = statement(self.raw_query, self.params)

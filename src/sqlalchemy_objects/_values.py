@@ -13,8 +13,8 @@ no round trip.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import AsyncIterator, Generator, Sequence
-from typing import Any, Generic, Literal, Self, TypeVar
+from collections.abc import Sequence
+from typing import Any, Literal, Self, TypeVar
 
 from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +22,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.util import ClauseAdapter
 
 from . import _rows, lookups
+from ._combined_values import CombinedValues, Rows
 from ._joins import Grouping
 from ._query import Query, flip
 from ._routing import Target, read, resolve
@@ -47,7 +48,7 @@ def kind_of(fields: Sequence[str], *, flat: bool, named: bool) -> Kind:
     return "flat" if flat else ("named" if named else "tuple")
 
 
-class ValuesQuerySet(Generic[RowT]):
+class ValuesQuerySet(Rows[RowT]):
     """A lazy query of *names* of *model*'s rows, handed out as *kind*."""
 
     __slots__ = ("_grouping", "_kind", "_names", "_query", "_target", "model")
@@ -101,6 +102,30 @@ class ValuesQuerySet(Generic[RowT]):
         return clone
 
     # -- builders ---------------------------------------------------------------
+
+    # -- combined -------------------------------------------------------------
+
+    def union(
+        self, *others: ValuesQuerySet[Any], all: bool = False
+    ) -> CombinedValues[RowT]:
+        """The rows of this and of *others*, of any models (``UNION``;
+        ``all=True`` keeps duplicates); see :mod:`._combined_values`."""
+        return CombinedValues("union", (self, *others), all)
+
+    def intersection(self, *others: ValuesQuerySet[Any]) -> CombinedValues[RowT]:
+        return CombinedValues("intersection", (self, *others), False)
+
+    def difference(self, *others: ValuesQuerySet[Any]) -> CombinedValues[RowT]:
+        return CombinedValues("difference", (self, *others), False)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names of the columns this QuerySet selects, in order."""
+        return self._names
+
+    @property
+    def target(self) -> Target | None:
+        return self._target
 
     def annotate(self, *args: Aggregate, **kwargs: Aggregate | Combinable) -> Self:
         """Django's GROUP BY: ``values("author").annotate(n=Count("id"))`` is
@@ -257,16 +282,6 @@ class ValuesQuerySet(Generic[RowT]):
     def _resolve(self) -> Target:
         return _rows.supported(self._query, resolve(self.model, self._target))
 
-    def __await__(self) -> Generator[Any, None, list[RowT]]:
-        return self._fetch().__await__()
-
-    def __aiter__(self) -> AsyncIterator[RowT]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[RowT]:
-        for row in await self._fetch():
-            yield row
-
     async def _fetch(self) -> list[RowT]:
         if self._query.empty:
             return []
@@ -280,7 +295,7 @@ class ValuesQuerySet(Generic[RowT]):
         rows = _rows.annotated_rows(self._query, self._names, rows)
         if self._grouping is not None:
             rows = self._converted(rows)
-        return self._shape(rows)
+        return self.shape(rows)
 
     def _converted(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """Each aggregate's value as Django gives it (``Count`` an int, ...)."""
@@ -295,7 +310,8 @@ class ValuesQuerySet(Generic[RowT]):
             for row in rows
         ]
 
-    def _shape(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
+    def shape(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """*rows* handed out as this QuerySet hands out its rows."""
         names = self._names
         if self._kind == "dict":
             return [dict(zip(names, row, strict=True)) for row in rows]

@@ -353,3 +353,48 @@ async def test_a_grouped_values_queryset_as_a_subquery(db: Database) -> None:
     assert await usernames(User.objects.filter(prolific)) == ["ann"]
     with pytest.raises(TypeError, match="needs one column"):
         User.objects.annotate(n=Subquery(per_author))
+
+
+async def test_values_querysets_of_different_models_combine(db: Database) -> None:
+    """Django's ``Author.objects.values_list("name").union(Book.objects
+    .values_list("title"))``: columns matched by position, rows shaped as the
+    first part's."""
+    await authors(db)
+    names = User.objects.filter(username__in=["ann", "bob"]).values_list(
+        "username", flat=True
+    )
+    titles = Article.objects.values_list("title", flat=True)
+    both = names.union(titles)
+    assert sorted(await both) == ["a", "ann", "b", "bob", "c"]
+    assert await both.order_by("-username")[:2] == ["c", "bob"]
+    assert await both.count() == 5
+    assert await both.exists() is True
+    same = User.objects.values_list("username", flat=True).union(
+        User.objects.values_list("username", flat=True), all=True
+    )
+    assert await same.count() == 6  # all=True keeps duplicates
+    dicts = (
+        User.objects.filter(username="cat")
+        .values("username", "id")
+        .union(Article.objects.filter(title="a").values("title", "author_id"))
+    )
+    rows = await dicts.order_by("username")
+    assert [r["username"] for r in rows] == ["a", "cat"]
+    assert set(rows[0]) == {"username", "id"}  # the first part's names
+    common = User.objects.values_list("username", flat=True).intersection(
+        Article.objects.values_list("title", flat=True)
+    )
+    assert await common == []
+    rest = User.objects.values_list("id", flat=True).difference(
+        Article.objects.values_list("author_id", flat=True)
+    )
+    cat = await User.objects.get(username="cat")
+    assert await rest == [cat.id]
+    nested = both.union(User.objects.filter(username="cat").values_list("username"))
+    assert sorted(await nested) == ["a", "ann", "b", "bob", "c", "cat"]
+    with pytest.raises(TypeError, match="every part must select 1 columns"):
+        names.union(Article.objects.values_list("title", "id"))
+    with pytest.raises(NotSupportedError, match="Calling filter\\(\\) after union"):
+        both.filter(username="x")
+    with pytest.raises(FieldError, match="does not match any column"):
+        both.order_by("title")
