@@ -290,6 +290,15 @@ class Query:
         related = tuple((f, joined) for f in fields)
         return self.replace(options=(*self.options, *related))
 
+    def locked(self, nowait: bool, skip_locked: bool, of: Sequence[str]) -> Query:
+        """``select_for_update()``: reading with a row lock (names checked now)."""
+        if isinstance(of, str):
+            raise TypeError("select_for_update(of=...) takes a tuple of names.")
+        self.refuse_if_combined("select_for_update()")
+        query = self.replace(for_update=RowLock(nowait, skip_locked, tuple(of)))
+        query.statement()  # names in of= checked now
+        return query
+
     def prefetched(self, items: tuple[Any, ...]) -> Query:
         """``prefetch_related()``: names become loader options; Prefetch
         objects with a QuerySet or a to_attr are loaded after the rows

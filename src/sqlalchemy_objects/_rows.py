@@ -11,7 +11,7 @@ import inspect as _inspect
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, inspect, null
+from sqlalchemy import Select, inspect, null, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ._dialects import backend_of
@@ -250,3 +250,28 @@ async def aggregate(
         alias: convert(value)
         for alias, convert, value in zip(named, converters, row, strict=True)
     }
+
+
+def saved_key(model: type[Any], obj: Any) -> Any:
+    """*obj*'s primary key, for ``contains(obj)``: Django's errors for
+    another model's object and for one not saved yet."""
+    if not isinstance(obj, model):
+        raise TypeError(f"'obj' must be a {model.__name__} instance, not {obj!r}.")
+    identity = inspect(obj).identity
+    if identity is None:
+        raise ValueError("QuerySet.contains() cannot be used on unsaved objects.")
+    return identity[0] if len(identity) == 1 else identity
+
+
+async def explain(target: Target, stmt: Select[Any]) -> str:
+    """The database's plan for *stmt*: its rows as lines of text."""
+
+    async def work(session: AsyncSession) -> str:
+        backend = backend_of(session)
+        compiled = stmt.compile(
+            dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}
+        )
+        result = await session.execute(text(f"{backend.explain_prefix} {compiled}"))
+        return "\n".join(" ".join(str(v) for v in row) for row in result.all())
+
+    return await read(target, work)

@@ -37,7 +37,7 @@ from ._descriptor import ManagerDescriptor, no_instance_access
 from ._dialects import backend_of
 from ._pages import Page as Page  # re-exported by the package
 from ._prefetch import Prefetch
-from ._query import Query, RowLock
+from ._query import Query
 from ._raw import RawQuerySet as RawQuerySet  # re-exported by the manager
 from ._routing import Target, read, resolve, write
 from ._subqueries import correlated
@@ -214,13 +214,7 @@ class QuerySet(Generic[ModelT]):
         what to lock (PostgreSQL). On SQLite it changes nothing: a session there
         holds the database's write lock from its first statement.
         """
-        if isinstance(of, str):
-            raise TypeError("select_for_update(of=...) takes a tuple of names.")
-        self._query.refuse_if_combined("select_for_update()")
-        lock = RowLock(nowait, skip_locked, tuple(of))
-        query = self._query.replace(for_update=lock)
-        query.statement()  # names in of= checked now
-        return self._clone(query)
+        return self._clone(self._query.locked(nowait, skip_locked, of))
 
     def select_related(self, *fields: str) -> Self:
         """Load the named many-to-one relationships in the same query (a JOIN).
@@ -327,6 +321,14 @@ class QuerySet(Generic[ModelT]):
         async with aclosing(_rows.stream(target, stmt)) as rows:
             async for obj in rows:
                 yield obj
+
+    async def contains(self, obj: ModelT) -> bool:
+        """Whether *obj* is one of the rows (by primary key), as Django's."""
+        return await self.filter(pk=_rows.saved_key(self.model, obj)).exists()
+
+    async def explain(self) -> str:
+        """The database's plan for this QuerySet's SELECT (``EXPLAIN``)."""
+        return await _rows.explain(self._resolve(), self.statement)
 
     async def count(self) -> int:
         """Return the number of matching rows."""

@@ -1378,3 +1378,20 @@ async def test_annotate(db: Database) -> None:
     assert (oldest.title, oldest.age) == ("a1", 30)
     with pytest.raises(ValueError, match="conflicts with a field"):
         User.objects.annotate(age=Count("articles"))
+
+
+async def test_contains_and_explain(db: Database) -> None:
+    """Django's ``contains(obj)`` (by primary key, Django's errors) and
+    ``explain()`` (the database's plan, as text)."""
+    ann = await User.objects.create(username="ann", age=30)
+    bob = await User.objects.create(username="bob", age=20)
+    older = User.objects.filter(age__gt=25)
+    assert await older.contains(ann) is True
+    assert await older.contains(bob) is False
+    with pytest.raises(ValueError, match="cannot be used on unsaved objects"):
+        await older.contains(User(username="new"))
+    with pytest.raises(TypeError, match="'obj' must be a User instance"):
+        await older.contains(Article(title="t"))  # type: ignore[arg-type]
+    plan = await older.order_by("username").explain()
+    assert isinstance(plan, str)
+    assert "users" in plan  # every backend names the table it reads

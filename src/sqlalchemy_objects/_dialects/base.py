@@ -145,6 +145,9 @@ class Backend:
     #: Whether ``SELECT DISTINCT ON (fields)`` exists (PostgreSQL).
     distinct_on: ClassVar[bool] = False
 
+    #: What ``QuerySet.explain()`` puts before the SELECT.
+    explain_prefix: ClassVar[str] = "EXPLAIN"
+
     #: Whether a native ENUM column sorts by declaration order but compares
     #: with a value as text (MySQL): keyset pagination cannot use it.
     enum_sorts_unlike_it_compares: ClassVar[bool] = False

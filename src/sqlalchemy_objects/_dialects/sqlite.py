@@ -67,6 +67,7 @@ class SQLite(Backend):
     # (a write waits for the lock up to the busy timeout), as on PostgreSQL.
     read_options: ClassVar[dict[str, Any]] = {"sqlite_begin": "DEFERRED"}
     autocommit_reads: ClassVar[bool] = True
+    explain_prefix: ClassVar[str] = "EXPLAIN QUERY PLAN"
     # Not writes: an INSERT of a task cancelled mid-statement kept the write
     # lock (its statement never reset) until the process ended; a write
     # transaction is rolled back, statements and all.
