@@ -439,7 +439,7 @@ def _over_rows(
 ) -> tuple[Select[Any], list[Any]]:
     model = query.model
     annotated = query.annotation_columns()
-    kinds = {name: agg for name, agg, _, _ in query.annotations}
+    kinds = {name: agg for name, agg, _, _ in (*query.annotations, *query.aliases)}
     inner_columns: dict[str, Any] = {}
     for agg in named.values():
         if agg.field == "*" or agg.field in inner_columns:

@@ -54,6 +54,7 @@ class Query:
     """The state of a QuerySet on *model*, compiled on demand."""
 
     __slots__ = (
+        "aliases",
         "annotations",
         "combined",
         "defer",
@@ -90,6 +91,8 @@ class Query:
         self.distinct_fields: tuple[str, ...] = ()
         #: annotate(): (name, aggregate or expression, its SQL, the model it reads)
         self.annotations: tuple[Annotation, ...] = ()
+        #: alias(): annotations to filter and order on, not selected
+        self.aliases: tuple[Annotation, ...] = ()
         #: none(): matches nothing, and no statement is sent
         self.empty = False
         #: select_for_update()'s options, or None
@@ -161,12 +164,14 @@ class Query:
 
     # -- builders ---------------------------------------------------------------
 
-    def annotate(self, named: Mapping[str, Aggregate | Combinable]) -> Query:
+    def annotate(
+        self, named: Mapping[str, Aggregate | Combinable], *, alias: bool = False
+    ) -> Query:
         """With the aggregates and expressions *named* computed per row
         (``annotate()``)."""
         self.refuse_if_combined("annotate()")
         fields = lookups.mapper_of(self.model).attrs
-        taken = {name for name, *_ in self.annotations}
+        taken = {name for name, *_ in (*self.annotations, *self.aliases)}
         added: list[Annotation] = []
         for name, agg in named.items():
             if not isinstance(agg, Aggregate | Combinable):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -189,10 +194,15 @@ class Query:
                 expression, read_from = agg.annotation(self.model)
             added.append((name, agg, expression, read_from))
             taken.add(name)
+        if alias:
+            return self.replace(aliases=(*self.aliases, *added))
         return self.replace(annotations=(*self.annotations, *added))
 
     def annotation_columns(self) -> dict[str, Any]:
-        return {name: expression for name, _, expression, _ in self.annotations}
+        return {
+            name: expression
+            for name, _, expression, _ in (*self.annotations, *self.aliases)
+        }
 
     def _annotation_condition(self, key: str, value: Any) -> ColumnElement[bool] | None:
         """``n__gt=1`` on the annotation ``n``, or None if *key* names none."""
@@ -218,7 +228,7 @@ class Query:
             return self
         self.refuse_if_combined("filter()")
         self.refuse_if_sliced("filter")
-        if self.annotations:
+        if self.annotations or self.aliases:
             on_annotations: list[ColumnElement[bool]] = []
             rest: dict[str, Any] = {}
             for key, value in lookup.items():
@@ -473,6 +483,13 @@ class Query:
     def value_columns(self, names: Sequence[str], what: str) -> list[Any]:
         """The columns of ``values(*names)``: fields, related fields, annotations."""
         annotated = self.annotation_columns()
+        for name in names:
+            if any(name == alias for alias, *_ in self.aliases):
+                raise exceptions.FieldError(
+                    f"Cannot select the {name!r} alias. Use annotate() to promote it.",
+                    model=self.model,
+                    name=name,
+                )
         return [
             annotated[name].label(name)
             if name in annotated

@@ -64,7 +64,7 @@ class ValuesQuerySet(Rows[RowT]):
         mapper = lookups.mapper_of(model)
         names = fields or (
             *mapper.column_attrs.keys(),
-            *(query.annotation_columns() if kind == "dict" else ()),
+            *(name for name, *_ in query.annotations if kind == "dict"),
         )
         what = "values()" if kind == "dict" else "values_list()"
         query.columns_statement(names, what)  # FieldError now, not at await

@@ -196,6 +196,11 @@ class Manager(ManagerDescriptor, Generic[ModelT]):
         """Return a QuerySet with aggregates per row; see :meth:`QuerySet.annotate`."""
         return self.get_queryset().annotate(*args, **kwargs)
 
+    def alias(self, **kwargs: Aggregate | Combinable) -> QuerySet[ModelT]:
+        """Annotations to filter and order on, not selected; see
+        :meth:`QuerySet.alias`."""
+        return self.get_queryset().alias(**kwargs)
+
     def none(self) -> QuerySet[ModelT]:
         """Return a QuerySet that matches nothing (no statement is sent)."""
         return self.get_queryset().none()

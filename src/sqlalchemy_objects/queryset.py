@@ -164,6 +164,10 @@ class QuerySet(Generic[ModelT]):
         named = _values.named_annotations(args, kwargs)
         return self._clone(self._query.annotate(named))
 
+    def alias(self, **kwargs: Aggregate | Combinable) -> Self:
+        """As :meth:`annotate`, to filter and order on without selecting it."""
+        return self._clone(self._query.annotate(kwargs, alias=True))
+
     def none(self) -> Self:
         """Return a QuerySet that matches nothing (no statement is sent)."""
         return self._clone(self._query.nothing())
@@ -630,16 +634,12 @@ class QuerySet(Generic[ModelT]):
         update_fields: Sequence[str] | None = None,
         unique_fields: Sequence[str] | None = None,
     ) -> list[ModelT]:
-        """Insert *objs* with one multi-row INSERT per batch; return them.
-
-        Primary keys are set on the objects when the backend can return them
-        (RETURNING: PostgreSQL, SQLite, MariaDB), except with *ignore_conflicts*,
-        where skipped rows return nothing. *ignore_conflicts* skips rows that hit a
-        unique constraint; *update_conflicts* updates *update_fields* of the
-        existing row instead (PostgreSQL/SQLite ``ON CONFLICT (unique_fields)``,
-        MySQL/MariaDB ``ON DUPLICATE KEY UPDATE``, which fires on any unique key
-        and ignores *unique_fields*). All batches run in one transaction.
-        """
+        """Insert *objs* with one multi-row INSERT per batch, all in one
+        transaction; return them, with primary keys where the backend returns
+        them (not with *ignore_conflicts*, which skips rows hitting a unique
+        constraint). *update_conflicts* updates *update_fields* of the existing
+        row (``ON CONFLICT (unique_fields)``; MariaDB ``ON DUPLICATE KEY
+        UPDATE``, on any unique key)."""
         return await _bulk.bulk_create(
             self.model,
             self._target,

@@ -310,3 +310,29 @@ async def test_aggregate_through_relationships_and_annotations(db: Database) -> 
     assert await per_user.filter(n__gt=0).aggregate(Count("n")) == {"n__count": 2}
     with pytest.raises(NotSupportedError, match="over a slice or beside annotations"):
         await User.objects.order_by("id")[:2].aggregate(Count("articles"))
+
+
+async def test_alias_filters_and_orders_without_selecting(db: Database) -> None:
+    """Django's ``alias()``: an annotation to filter and order on, not
+    selected, not set on the objects, refused by ``values()``."""
+    await writers()
+    busy = User.objects.alias(n=Count("articles")).filter(n__gte=1).order_by("-n")
+    users = await busy
+    assert [u.username for u in users] == ["ann", "bob"]
+    assert not hasattr(users[0], "n")
+    assert set((await busy.values())[0]) == {
+        "id",
+        "username",
+        "email",
+        "nickname",
+        "status",
+        "age",
+    }
+    assert await busy.aggregate(total=Sum("n")) == {"total": 3}
+    both = User.objects.alias(n=Count("articles")).annotate(twice=F("age") * 2)
+    ann = await both.filter(n=2).get()
+    assert ann.twice == 60  # type: ignore[attr-defined]
+    with pytest.raises(FieldError, match="Cannot select the 'n' alias"):
+        User.objects.alias(n=Count("articles")).values("n")
+    with pytest.raises(ValueError, match="'n' is given twice"):
+        User.objects.alias(n=Count("articles")).annotate(n=Count("articles"))
