@@ -59,17 +59,23 @@ _PLAIN_RESULT_TYPES: Final = (
 
 
 class DriverPlan:
-    """The compiled SQL of a statement and how to order its parameters."""
+    """The compiled SQL of a statement and how to pass its parameters: in
+    order (``$1``, ``?``, ``%s``), or by name (psycopg's ``%(name)s``: *order*
+    None)."""
 
     __slots__ = ("fixed", "order", "sql")
 
-    def __init__(self, sql: str, order: list[str], fixed: dict[str, Any]) -> None:
+    def __init__(
+        self, sql: str, order: list[str] | None, fixed: dict[str, Any]
+    ) -> None:
         self.sql = sql
         self.order = order
         self.fixed = fixed
 
-    def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+    def arguments(self, params: Mapping[str, Any]) -> Any:
         fixed = self.fixed
+        if self.order is None:
+            return {**fixed, **params}
         return tuple(params[n] if n in params else fixed[n] for n in self.order)
 
 
@@ -81,17 +87,15 @@ def plan(
 ) -> DriverPlan | None:
     """*stmt* compiled once for *dialect* (cached under *key*); None when a
     parameter or a returned column needs a type conversion, which only
-    execute() applies, or when the driver takes named parameters (psycopg's
-    ``%(name)s``): the plan orders parameters by position."""
+    execute() applies."""
     cache_key = (key, dialect)
     if cache_key in _plans:
         return _plans[cache_key]
-    if not dialect.positional:
-        _plans[cache_key] = None
-        return None
     compiled: Any = stmt.compile(dialect=dialect)
-    order: list[str] = list(compiled.positiontup or ())
     binds = compiled.binds
+    order: list[str] = (
+        list(compiled.positiontup or ()) if dialect.positional else list(binds)
+    )
 
     def converts(type_: Any, result: bool) -> bool:
         impl = type_.dialect_impl(dialect)
@@ -108,7 +112,9 @@ def plan(
         converts(column.type, True) for column in stmt.exported_columns
     ):
         fixed = compiled.construct_params(dict.fromkeys(params, None))
-        found = DriverPlan(compiled.string, order, fixed)
+        found = DriverPlan(
+            compiled.string, order if dialect.positional else None, fixed
+        )
     _plans[cache_key] = found
     return found
 
@@ -141,7 +147,7 @@ def cursor_allowed(conn: Connection) -> bool:
     )
 
 
-def cursor_rows(conn: Connection, driver: DriverPlan, args: tuple[Any, ...]) -> Any:
+def cursor_rows(conn: Connection, driver: DriverPlan, args: Any) -> Any:
     """Every row of *driver*'s SQL run with *args* on *conn*'s DBAPI
     connection (its cursor, or the driver's cheaper way)."""
     backend = backend_named(conn.dialect.name)

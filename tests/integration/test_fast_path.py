@@ -234,7 +234,6 @@ def cursor(monkeypatch: pytest.MonkeyPatch) -> CursorSpy:
     return CursorSpy(monkeypatch)
 
 
-@pytest.mark.asyncpg  # the prepared-cursor path is asyncpg's
 async def test_plain_columns_go_through_the_cursor(
     db: Database, fast: bool, cursor: CursorSpy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,7 +263,6 @@ async def test_plain_columns_go_through_the_cursor(
         assert cursor.sql == []
 
 
-@pytest.mark.asyncpg  # the prepared-cursor path is asyncpg's
 async def test_racing_through_the_cursor(
     db: Database, fast: bool, cursor: CursorSpy
 ) -> None:
@@ -295,7 +293,6 @@ async def test_racing_through_the_cursor(
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.asyncpg  # the prepared-cursor path is asyncpg's
 async def test_another_unique_key_clashing_under_the_cursor_raises(
     db: Database, fast: bool, cursor: CursorSpy
 ) -> None:
@@ -312,7 +309,6 @@ async def test_another_unique_key_clashing_under_the_cursor_raises(
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.asyncpg  # the prepared-cursor path is asyncpg's
 async def test_converted_types_and_python_defaults_go_through_execute(
     db: Database, fast: bool, cursor: CursorSpy
 ) -> None:
@@ -406,7 +402,6 @@ async def test_statement_listeners_and_sql_logging_turn_the_cursor_off(
 
 @pytest.mark.postgresql
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-@pytest.mark.asyncpg  # the prepared-cursor path is asyncpg's
 async def test_a_dead_connection_under_the_cursor_is_replaced_once(
     db: Database, cursor: CursorSpy, caplog: pytest.LogCaptureFixture
 ) -> None:

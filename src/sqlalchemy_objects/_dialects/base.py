@@ -100,7 +100,7 @@ class Backend:
         *pgbouncer*: a transaction-mode pooler sits in front of the server."""
         return {}
 
-    def driver_rows(self, connection: Any, sql: str, args: tuple[Any, ...]) -> Any:
+    def driver_rows(self, connection: Any, sql: str, args: Any) -> Any:
         """Every row of *sql* run with *args* on the pooled DBAPI *connection*
         (inside SQLAlchemy's greenlet): through its cursor, unless the driver
         has a cheaper way."""

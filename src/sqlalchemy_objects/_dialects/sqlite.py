@@ -73,7 +73,7 @@ class SQLite(Backend):
     # transaction is rolled back, statements and all.
     autocommit_options: ClassVar[dict[str, Any]] = {"sqlite_begin": "NONE"}
 
-    def driver_rows(self, connection: Any, sql: str, args: tuple[Any, ...]) -> Any:
+    def driver_rows(self, connection: Any, sql: str, args: Any) -> Any:
         """aiosqlite runs execute and fetchall in one trip to its thread."""
         driver = connection.driver_connection
         fetch_all = getattr(driver, "execute_fetchall", None)
