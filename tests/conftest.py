@@ -90,8 +90,9 @@ async def _db(backend: str, tmp_path: Path) -> AsyncGenerator[Database]:
 class StatementLog:
     """Every SQL statement the engine sent, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "") -> None:
         self.statements: list[str] = []
+        self.backend = backend
 
     def __len__(self) -> int:
         return len(self.statements)
@@ -108,7 +109,7 @@ class StatementLog:
 @pytest.fixture(name="sql")
 def _sql(db: Database) -> StatementLog:
     """Record the statements `db` sends from now on."""
-    log = StatementLog()
+    log = StatementLog(db.backend)
 
     def _record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         log.statements.append(statement)

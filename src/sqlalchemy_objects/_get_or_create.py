@@ -326,7 +326,7 @@ def one_statement(
     shape = spec.shape
     if (
         shape is not None
-        and db.facts.autocommit_writes
+        and db.facts.one_trip_get_or_insert
         and _on_conflict.expects_miss(shape)
     ):
         done = _one_trip(db, executor, progress, model, create_from, spec, target)
@@ -343,7 +343,7 @@ def one_statement(
     if any(callable(value) for value in values.values()):
         values = await_only(_rows.resolve_values(create_from))
     values = prep_values(model, values)
-    if not db.facts.autocommit_writes:
+    if not _on_conflict.can_insert(executor):
         return values  # autocommit() creates the row, in a transaction
     built = _insertable(db, model, values)
     if built is None:
@@ -359,6 +359,18 @@ def one_statement(
         _lost_race(exc, db.facts, model)
         created, error = False, exc
         executor.rollback()  # a savepoint under the pytest plugin
+    except DBAPIError as exc:
+        if not db.facts.must_rerun(exc):
+            raise
+        # A deadlock, or Galera's certification failure: the statement wrote
+        # nothing. autocommit() inserts in a transaction, which it reruns.
+        logger.info(
+            "the server aborted the statement; rerunning it in a transaction: %s",
+            exc.orig,
+        )
+        progress.writing = False
+        executor.rollback()
+        return values
     progress.writing = False
     if created:
         executor.commit()  # no-op without a transaction

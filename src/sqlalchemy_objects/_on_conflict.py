@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.sql.elements import ClauseElement
 
 from . import _cursor, lookups
-from ._dialects import postgresql
+from ._dialects import Backend, backend_named
 from ._shapes import Prepared, Shape, bindable, columns, detached, exact_shape
 
 #: Session events that a flush would fire and a Core INSERT does not.
@@ -201,16 +201,18 @@ def insert_values(obj: Any) -> dict[str, Any] | None:
     return values
 
 
-_inserts: dict[tuple[Any, frozenset[str], tuple[str, ...]], tuple[Any, bool]] = {}
+_inserts: dict[tuple[Any, Any, frozenset[str], tuple[str, ...]], tuple[Any, bool]] = {}
 
 
 def _insert_statement(
-    mapper: Mapper[Any], keys: frozenset[str], target: tuple[str, ...]
+    dialect: Any, mapper: Mapper[Any], keys: frozenset[str], target: tuple[str, ...]
 ) -> tuple[Any, bool]:
-    """The INSERT ... ON CONFLICT (target) DO NOTHING RETURNING of the
-    attributes *keys*, built once; and whether it may go through the cursor
-    (no column it leaves out has a Python-side default to compute)."""
-    cache_key = (mapper, keys, target)
+    """The backend's autocommit INSERT of the attributes *keys*, skipping or
+    failing on an existing *target* key (PostgreSQL: ``INSERT ... ON CONFLICT
+    (target) DO NOTHING RETURNING``; MariaDB: ``INSERT ... RETURNING``), built
+    once; and whether it may go through the cursor (no column it leaves out
+    has a Python-side default to compute)."""
+    cache_key = (dialect, mapper, keys, target)
     entry = _inserts.get(cache_key)
     if entry is None:
         table: Any = mapper.local_table
@@ -219,12 +221,31 @@ def _insert_statement(
             for prop in mapper.column_attrs
             if prop.key in keys
         }
-        stmt = postgresql.insert_or_nothing(table, present, target, columns(mapper))
+        stmt = backend_named(dialect.name).autocommit_insert(
+            dialect, table, present, target, columns(mapper)
+        )
+        assert stmt is not None  # one_statement asked can_insert() first
         plain = all(
             column.default is None for column in table.columns if column not in present
         )
         entry = _inserts[cache_key] = (stmt, plain)
     return entry
+
+
+def dialect_of(executor: Any) -> Any:
+    """The dialect of a sync ``Connection`` or ``Session``."""
+    dialect = getattr(executor, "dialect", None)
+    return dialect if dialect is not None else executor.get_bind().dialect
+
+
+def can_insert(executor: Any) -> bool:
+    """Whether the backend of *executor* has an autocommit INSERT that returns
+    its row (MySQL without ``RETURNING`` has none)."""
+    dialect = dialect_of(executor)
+    backend: Backend = backend_named(dialect.name)
+    return backend.autocommit_writes and bool(
+        getattr(dialect, "insert_returning", False)
+    )
 
 
 def insert_or_nothing(
@@ -236,7 +257,7 @@ def insert_or_nothing(
     a conflict."""
     mapper: Mapper[Any] = inspect(obj).mapper
     keys = frozenset(values)
-    stmt, plain = _insert_statement(mapper, keys, target)
+    stmt, plain = _insert_statement(dialect_of(executor), mapper, keys, target)
     rows = _cursor.rows(
         executor, (mapper, keys, target) if plain else None, stmt, values
     )
@@ -284,7 +305,11 @@ def plain_constructor(model: type[Any]) -> bool:
 
 
 def _combined_statement(
-    mapper: Mapper[Any], spec: Prepared, keys: frozenset[str], target: tuple[str, ...]
+    backend: Backend,
+    mapper: Mapper[Any],
+    spec: Prepared,
+    keys: frozenset[str],
+    target: tuple[str, ...],
 ) -> tuple[Any, dict[str, Any]] | None:
     """The get-or-insert statement of *spec*'s lookup and the attributes
     *keys*, built once, and the scalar defaults of the columns *keys* leaves
@@ -308,7 +333,7 @@ def _combined_statement(
                 return None
             defaults[prop.key] = column.default.arg
         values[column.name] = bindparam(f"i_{prop.key}", type_=column.type)
-    stmt = postgresql.get_or_insert(table, spec.stmt, values, target, columns(mapper))
+    stmt = backend.get_or_insert(table, spec.stmt, values, target, columns(mapper))
     entry = _combined[cache_key] = (stmt, defaults)
     return entry
 
@@ -329,7 +354,8 @@ def get_or_insert(
     row: the two-statement path does it)."""
     mapper: Mapper[Any] = inspect(obj).mapper
     keys = frozenset(values)
-    built = _combined_statement(mapper, spec, keys, target)
+    backend = backend_named(dialect_of(executor).name)
+    built = _combined_statement(backend, mapper, spec, keys, target)
     if built is None:
         return "unsupported", None
     stmt, defaults = built

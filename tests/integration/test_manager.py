@@ -376,10 +376,10 @@ async def test_a_defaults_callable_may_query_the_same_session(db: Database) -> N
     assert user.nickname == "user-2"
 
 
-async def test_autocommit_reads_skip_begin_on_postgresql(db: Database) -> None:
-    """On PostgreSQL (default READ COMMITTED) and SQLite an autocommit read
-    runs without BEGIN/ROLLBACK, a session and a stricter isolation level keep
-    transactions; MariaDB reads in a transaction."""
+async def test_autocommit_reads_skip_begin(db: Database) -> None:
+    """On every backend an autocommit read runs without BEGIN/ROLLBACK (on
+    MariaDB the connection is in the server's autocommit mode), a session and
+    a chosen isolation level keep transactions."""
     await User.objects.create(username="ann")
 
     async def driver_in_transaction(session: AsyncSession) -> bool:
@@ -390,11 +390,11 @@ async def test_autocommit_reads_skip_begin_on_postgresql(db: Database) -> None:
             return bool(driver.is_in_transaction())
         if hasattr(driver, "in_transaction"):  # aiosqlite
             return bool(driver.in_transaction)
+        if hasattr(driver, "get_transaction_status"):  # asyncmy, aiomysql
+            return bool(driver.get_transaction_status())
         return bool(driver.info.transaction_status != 0)  # psycopg: 0 is IDLE
 
-    if not db.facts.autocommit_reads:
-        assert db.quick_read_sessionmaker is db.read_sessionmaker
-        return
+    assert db.facts.autocommit_reads
     assert await db.run_read(driver_in_transaction) is False
     async with db.session() as session:
         await User.objects.get(username="ann")

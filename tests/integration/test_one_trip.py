@@ -31,7 +31,7 @@ def _postgresql_only() -> str:
 
 @pytest.fixture
 def pg(db: Database) -> Database:
-    if not (db.one_statement_get_or_create and db.facts.autocommit_writes):
+    if not (db.one_statement_get_or_create and db.facts.one_trip_get_or_insert):
         pytest.skip("the one-trip miss is PostgreSQL's, with the fast path on")
     return db
 

@@ -16,6 +16,7 @@ import aiosqlite.core
 import pytest
 from sqlalchemy import text
 
+from sqlalchemy_objects import _on_conflict
 from tests.conftest import open_database
 from tests.models import Tag
 
@@ -75,29 +76,79 @@ async def test_sqlite_calls_outside_a_session_take_one_trip_per_statement(
 
 
 @pytest.mark.mariadb
-async def test_mariadb_sends_one_rollback_per_read(tmp_path: Path) -> None:
-    """A read outside a session ends its transaction once; the pool's own
-    reset on return sends nothing when the server says none is open."""
+async def test_mariadb_calls_outside_a_session_take_one_statement_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection is in the server's autocommit mode: a read or a
+    get_or_create hit outside a session is its SELECT alone (no BEGIN, no
+    ROLLBACK from the call or from the pool's reset on return); a miss is
+    one autocommit INSERT; a session still has a transaction."""
     db = await open_database("mariadb", tmp_path, pool_size=1, max_overflow=0)
+    names = ("begin", "commit", "rollback", "select", "insert")
     try:
         await Tag.objects.create(name="a")
 
-        async def rollbacks() -> int:
+        async def counters() -> dict[str, int]:
             async with db.engine.connect() as conn:  # the pool's one connection
-                result = await conn.execute(
-                    text("SHOW SESSION STATUS LIKE 'Com_rollback'")
-                )
-                value = int(result.one()[1])
+                rows = (await conn.execute(text("SHOW SESSION STATUS"))).all()
                 await conn.rollback()
-            return value
+            found = {str(row[0]).lower(): row[1] for row in rows}
+            return {name: int(found[f"com_{name}"]) for name in names}
 
-        before = await rollbacks()
-        for _ in range(10):
-            assert (await Tag.objects.get(name="a")).name == "a"
-        after = await rollbacks()
-        # 10 reads: one ROLLBACK each, plus the counter's own connection
-        # (the pool's reset after it sends none: nothing is open by then).
-        assert after - before == 11, after - before
+        async def spent(work: Any) -> dict[str, int]:
+            before = await counters()
+            await work()
+            after = await counters()
+            # less the counter's own BEGIN, SHOW and ROLLBACK
+            own = {"begin": 1, "rollback": 1}
+            return {n: after[n] - before[n] - own.get(n, 0) for n in names}
+
+        async def reads() -> None:
+            for _ in range(10):
+                assert (await Tag.objects.get(name="a")).name == "a"
+                _, created = await Tag.objects.get_or_create(name="a")
+                assert not created
+
+        assert await spent(reads) == dict.fromkeys(names, 0) | {"select": 20}
+
+        async def miss() -> None:
+            _, created = await Tag.objects.get_or_create(name="b")
+            assert created
+
+        # the SELECT, then one autocommit INSERT ... RETURNING
+        assert await spent(miss) == dict.fromkeys(names, 0) | {
+            "select": 1,
+            "insert": 1,
+        }
+
+        async def raced() -> None:
+            # a miss whose key another caller has just written: the INSERT
+            # fails on the duplicate key, one more SELECT (and one ROLLBACK:
+            # after a failed statement the connection is not taken for idle)
+            monkeypatch.setattr(_on_conflict, "select_one", first_finds_nothing)
+            _, created = await Tag.objects.get_or_create(name="a")
+            assert not created
+
+        plain_select_one = _on_conflict.select_one
+        calls = {"n": 0}
+
+        def first_finds_nothing(*args: Any) -> Any:
+            calls["n"] += 1
+            found = plain_select_one(*args)
+            return (True, None) if calls["n"] == 1 else found
+
+        assert await spent(raced) == dict.fromkeys(names, 0) | {
+            "select": 2,
+            "insert": 1,
+            "rollback": 1,
+        }
+
+        async def in_session() -> None:
+            async with db.session():
+                assert (await Tag.objects.get(name="b")).name == "b"
+
+        trips = await spent(in_session)
+        assert trips["begin"] == trips["commit"] == 1, trips
     finally:
         await db.drop_all()
         await db.dispose()

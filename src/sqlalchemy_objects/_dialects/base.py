@@ -89,6 +89,9 @@ class Backend:
     #: A locking read (``LOCK IN SHARE MODE``) sees rows committed after the
     #: transaction's snapshot, so the retried get after a lost race uses one.
     locking_read_sees_latest: ClassVar[bool] = False
+    #: Whether a read and an insert fit in one statement (a CTE: see
+    #: :meth:`get_or_insert`), for lookup shapes that mostly miss.
+    one_trip_get_or_insert: ClassVar[bool] = False
     #: Execution options of the engine view that reads outside a session use.
     read_options: ClassVar[dict[str, Any]] = {}
     #: The execution options that make a connection autocommit (each
@@ -110,6 +113,32 @@ class Backend:
             return cursor.fetchall()
         finally:
             cursor.close()
+
+    def autocommit_insert(
+        self,
+        dialect: Any,
+        table: Any,
+        values: dict[Any, Any],
+        target: Sequence[str],
+        returning: Sequence[Any],
+    ) -> Any:
+        """The one-statement get_or_create's INSERT of *values* into *table*
+        on an autocommit connection, returning *returning*: it inserts no row
+        (or raises ``IntegrityError``) when one with the *target* key exists.
+        None where *dialect* cannot return the row."""
+        return None
+
+    def get_or_insert(
+        self,
+        table: Any,
+        select: Any,
+        values: dict[Any, Any],
+        target: Sequence[str],
+        returning: Sequence[Any],
+    ) -> Any:
+        """One statement that returns the rows of *select*, or inserts
+        *values* when it finds none (:data:`one_trip_get_or_insert`)."""
+        raise NotImplementedError(self.name)
 
     def install(self, engine: AsyncEngine, sqlite_begin: str) -> None:
         """Install the event listeners this backend needs on *engine*."""

@@ -65,7 +65,28 @@ class PostgreSQL(Backend):
     autocommit_reads: ClassVar[bool] = True
     distinct_on: ClassVar[bool] = True
     autocommit_writes: ClassVar[bool] = True
+    one_trip_get_or_insert: ClassVar[bool] = True
     autocommit_options: ClassVar[dict[str, Any]] = {"isolation_level": "AUTOCOMMIT"}
+
+    def autocommit_insert(
+        self,
+        dialect: Any,
+        table: Any,
+        values: dict[Any, Any],
+        target: Sequence[str],
+        returning: Sequence[Any],
+    ) -> Any:
+        return insert_or_nothing(table, values, target, returning)
+
+    def get_or_insert(
+        self,
+        table: Any,
+        select: Any,
+        values: dict[Any, Any],
+        target: Sequence[str],
+        returning: Sequence[Any],
+    ) -> Any:
+        return get_or_insert(table, select, values, target, returning)
 
     def engine_defaults(self, url: URL, *, pgbouncer: bool) -> dict[str, Any]:
         """Prepared statements that cannot mix up clients behind a pooler.
