@@ -158,7 +158,7 @@ async def get_or_create(
         create_from = creation_values(model, lookup, defaults)
         if orm is None:
             return await in_session(target, found_by, lookup, create_from)
-        rows = list((await target.scalars(*orm)).all())
+        rows = await _rows.scalars_before_begin(target, *orm)
         if rows:
             return _rows.one(model, rows, lookup), False
         return await in_session(

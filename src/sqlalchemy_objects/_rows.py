@@ -51,6 +51,60 @@ def one(model: type[Any], rows: list[Any], lookup: Mapping[str, Any]) -> Any:
     )
 
 
+#: Session events that an early end of an empty transaction would fire.
+_TRANSACTION_EVENTS = (
+    "after_begin",
+    "before_commit",
+    "after_commit",
+    "after_transaction_create",
+    "after_transaction_end",
+)
+
+
+async def scalars_before_begin(
+    session: AsyncSession, stmt: Select[Any], params: Mapping[str, Any]
+) -> list[Any]:
+    """The objects of the plain SELECT *stmt* (no lock, no side effect) in
+    *session*; sent without BEGIN where it is the first statement of the
+    session's transaction and the backend allows it (``Backend.defer_begin``:
+    on PostgreSQL at READ COMMITTED a transaction that only reads then costs
+    no BEGIN and no COMMIT). One switch into SQLAlchemy's greenlet.
+
+    Where that read opened the session's transaction, nothing else began it
+    on the server, and ending it changes nothing the caller can see (objects
+    are not expired on commit, no transaction listener), the empty
+    transaction is ended at once: the connection goes back to the pool now,
+    not when the caller commits (a web request holds none while it builds
+    its response), and the session's next statement takes one again."""
+
+    def run(sync_session: Any) -> list[Any]:
+        fresh = not sync_session.in_transaction()
+        conn = sync_session.connection()
+        backend = backend_of(conn)
+        done = None
+        if backend.defers_begin:
+            done = backend.defer_begin(conn.connection.dbapi_connection, conn.dialect)
+        try:
+            found = list(sync_session.scalars(stmt, params).all())
+        finally:
+            unbegun = done is not None and done()
+        if (
+            unbegun
+            and fresh
+            and not sync_session.expire_on_commit
+            and not _is_listened(sync_session)
+        ):
+            sync_session.commit()  # sends nothing: no BEGIN was sent
+        return found
+
+    return await session.run_sync(run)
+
+
+def _is_listened(sync_session: Any) -> bool:
+    dispatch = sync_session.dispatch
+    return any(getattr(dispatch, name) for name in _TRANSACTION_EVENTS)
+
+
 async def fetch_for_get(
     session: AsyncSession, query: Query, lock: Lock = None
 ) -> list[Any]:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from . import _dialects
 from ._engines import EngineSet, LoopEngine
@@ -32,6 +33,7 @@ from ._execution import (
     rerun_delay,
     transaction_must_rerun,
 )
+from ._pool import FairAsyncQueuePool
 from ._replicas import UNAVAILABLE, ReplicaSet
 from .exceptions import ConfigurationError, TransactionManagementError
 from .session import current_session, enter_session, leave_session, lifetime
@@ -160,6 +162,15 @@ class Database:
                 options[key] = {**options[key], **value}
             else:
                 options[key] = value
+        if "poolclass" not in options and "pool" not in options:
+            # SQLAlchemy's queue pool, but first come first served (_pool).
+            try:
+                dialect: Any = url.get_dialect()
+                plain = dialect.get_pool_class(url)
+            except Exception:  # a missing driver: create_async_engine says so
+                plain = None
+            if plain is AsyncAdaptedQueuePool:
+                options["poolclass"] = FairAsyncQueuePool
         return options
 
     def _maker(

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .database import Database
 from .exceptions import FieldError, ObjectDoesNotExist
+from .session import idle
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,18 +71,23 @@ class SessionMiddleware:
             nonlocal failed
             if message["type"] == "http.response.start":
                 failed = int(message["status"]) >= self.rollback_status
-                if failed:
-                    await session.rollback()
-                else:
-                    await session.commit()
+                await _end(session, failed)
             await send(message)
 
         async with self.database.ambient_session() as session:
             await self.app(scope, receive, send_after_commit)
-            if failed:
-                await session.rollback()
-            else:
-                await session.commit()
+            await _end(session, failed)
+
+
+async def _end(session: AsyncSession, failed: bool) -> None:
+    """Roll back or commit *session*'s transaction; nothing to do (a request
+    that only read, its transaction already ended) costs nothing."""
+    if idle(session):
+        return
+    if failed:
+        await session.rollback()
+    else:
+        await session.commit()
 
 
 def session_dependency(

@@ -117,7 +117,20 @@ class _Closing:
         return self._session
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await shielded(self._session.close())
+        if idle(self._session):
+            # No transaction, so no connection: closing does no IO and has
+            # nothing to suspend on, so no cancellation can cut it short.
+            await self._session.close()
+        else:
+            await shielded(self._session.close())
+
+
+def idle(session: AsyncSession) -> bool:
+    """Whether *session* has no transaction open and nothing to flush, so
+    that a commit would send nothing."""
+    return not (
+        session.in_transaction() or session.new or session.deleted or session.dirty
+    )
 
 
 def lifetime(session: AsyncSession) -> AbstractAsyncContextManager[AsyncSession]:

@@ -152,3 +152,77 @@ async def test_mariadb_calls_outside_a_session_take_one_statement_each(
     finally:
         await db.drop_all()
         await db.dispose()
+
+
+async def _in_transaction(session: Any) -> bool:
+    """Whether the server has a transaction open for *session*'s connection."""
+    raw: Any = await (await session.connection()).get_raw_connection()
+    return bool(raw.driver_connection.is_in_transaction())  # asyncpg
+
+
+@pytest.mark.postgresql
+@pytest.mark.asyncpg
+async def test_a_session_that_only_reads_by_get_or_create_sends_no_begin(
+    tmp_path: Path,
+) -> None:
+    """On PostgreSQL at READ COMMITTED, a get_or_create hit that is the first
+    statement of a session's transaction runs without BEGIN, so a request
+    that only finds its row costs one round trip; the transaction begins with
+    the next statement and keeps its writes together (rolled back as one)."""
+    db = await open_database("postgresql", tmp_path)
+    try:
+        await Tag.objects.create(name="a")
+        async with db.session() as session:
+            found, created = await Tag.objects.get_or_create(name="a")
+            assert (found.name, created) == ("a", False)
+            assert found in session  # the session's object, as before
+            assert await _in_transaction(session) is False
+            found.label = "changed"  # flushed and committed by the session
+        assert (await Tag.objects.get(name="a")).label == "changed"
+
+        async def read_then_write() -> None:
+            async with db.session() as session:
+                await Tag.objects.get_or_create(name="a")
+                await Tag.objects.create(name="b")
+                assert await _in_transaction(session) is True
+                _, created = await Tag.objects.get_or_create(name="c")
+                assert created
+                raise RuntimeError("roll the session back")
+
+        with pytest.raises(RuntimeError):
+            await read_then_write()
+        assert not await Tag.objects.filter(name__in=["b", "c"]).exists()
+
+        async def miss() -> None:  # creates inside the transaction, as before
+            async with db.session() as session:
+                _, created = await Tag.objects.get_or_create(name="d")
+                assert created
+                assert await _in_transaction(session) is True
+                raise RuntimeError("roll the session back")
+
+        with pytest.raises(RuntimeError):
+            await miss()
+        assert not await Tag.objects.filter(name="d").exists()
+
+        # a transaction already under way keeps the read inside it
+        async with db.session() as session:
+            assert await Tag.objects.count() == 1
+            assert await _in_transaction(session) is True
+            await Tag.objects.get_or_create(name="a")
+            assert await _in_transaction(session) is True
+    finally:
+        await db.drop_all()
+        await db.dispose()
+
+    # a chosen isolation level keeps every statement in the transaction
+    strict = await open_database(
+        "postgresql", tmp_path, isolation_level="REPEATABLE READ"
+    )
+    try:
+        await Tag.objects.create(name="a")
+        async with strict.session() as session:
+            await Tag.objects.get_or_create(name="a")
+            assert await _in_transaction(session) is True
+    finally:
+        await strict.drop_all()
+        await strict.dispose()

@@ -92,6 +92,9 @@ class Backend:
     #: Whether a read and an insert fit in one statement (a CTE: see
     #: :meth:`get_or_insert`), for lookup shapes that mostly miss.
     one_trip_get_or_insert: ClassVar[bool] = False
+    #: Whether :meth:`defer_begin` may do something (asked first: finding the
+    #: driver's connection costs a greenlet switch).
+    defers_begin: ClassVar[bool] = False
     #: Execution options of the engine view that reads outside a session use.
     read_options: ClassVar[dict[str, Any]] = {}
     #: The execution options that make a connection autocommit (each
@@ -139,6 +142,20 @@ class Backend:
         """One statement that returns the rows of *select*, or inserts
         *values* when it finds none (:data:`one_trip_get_or_insert`)."""
         raise NotImplementedError(self.name)
+
+    def defer_begin(
+        self, dbapi_connection: Any, dialect: Any
+    ) -> Callable[[], bool] | None:
+        """If the session's connection *dbapi_connection* has sent no BEGIN
+        yet and runs at READ COMMITTED, make its next statement run without
+        one (the BEGIN then comes with the statement after it) and return
+        what undoes that, which says whether the connection is still without
+        a transaction; else None. At READ COMMITTED every statement of a
+        transaction sees what is committed when it starts, so a plain SELECT
+        (no lock, no side effect) gives the same rows outside the
+        transaction, and a transaction that only read needs no BEGIN or
+        COMMIT at all."""
+        return None
 
     def install(self, engine: AsyncEngine, sqlite_begin: str) -> None:
         """Install the event listeners this backend needs on *engine*."""
