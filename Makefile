@@ -13,7 +13,7 @@ FAST_PATH_SUITES := tests/integration/test_fast_path.py \
 PSYCOPG_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 AIOMYSQL_URL := mysql+aiomysql://root@127.0.0.1:3306/test
 
-.PHONY: install fmt lint typecheck test check bench docs demo demo-api services clean
+.PHONY: install fmt lint typecheck test check bench bench-quick docs demo demo-api services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,16 +62,17 @@ test: install services
 
 check: lint typecheck test docs
 
-# The whole comparison, unattended (about 5 minutes; the peers' venvs are
-# made on first use). Results: benchmarks/results/, docs/img/performance.png.
+# The whole comparison, unattended (about 20 minutes on 2 cores; the peers'
+# venvs are made on first use; the request benchmark needs Debian's wrk).
+# Results: benchmarks/results/, plots in docs/img/. `make bench-quick` runs
+# the same with fewer calls and repeats, for development.
 bench: install services
 	$(BIN)/python -m pip install --quiet 'matplotlib>=3.8'
-	$(BIN)/python benchmarks/get_or_create.py
-	$(BIN)/python benchmarks/peers/run.py --repeats 3
-	$(BIN)/python benchmarks/scaling.py
-	$(BIN)/python benchmarks/pgbouncer.py
-	$(BIN)/python benchmarks/backends.py
-	$(BIN)/python benchmarks/plot.py
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python benchmarks/all.py $(BENCH_ARGS)
+
+bench-quick:
+	$(MAKE) bench BENCH_ARGS=--quick
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

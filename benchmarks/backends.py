@@ -227,6 +227,16 @@ async def run_one(name: str, calls: int, hot: int, blocks: int) -> dict[str, Any
     }
 
 
+def results_dir() -> Path:
+    """Where results go: benchmarks/results/, or $BENCH_RESULTS (the quick
+    mode of benchmarks/all.py, so its figures never replace a full run's)."""
+    folder = Path(
+        os.environ.get("BENCH_RESULTS", Path(__file__).resolve().parent / "results")
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(BACKENDS), action="append")
@@ -272,7 +282,7 @@ def main() -> None:
             flush=True,
         )
     today = datetime.date.today().isoformat()
-    path = Path(__file__).parent / "results" / f"backends-{today}.json"
+    path = results_dir() / f"backends-{today}.json"
     path.write_text(
         json.dumps(
             {

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import statistics
 import sys
 import time
@@ -101,6 +102,16 @@ async def raw(conn: asyncpg.Connection, lookups: list[dict[str, Any]]) -> float:
     return time.perf_counter() - start
 
 
+def results_dir() -> Path:
+    """Where results go: benchmarks/results/, or $BENCH_RESULTS (the quick
+    mode of benchmarks/all.py, so its figures never replace a full run's)."""
+    folder = Path(
+        os.environ.get("BENCH_RESULTS", Path(__file__).resolve().parent / "results")
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 async def main(keys: int, repeats: int) -> dict[str, Any]:
     db = Database(URL)
     db.bind(Base)
@@ -156,5 +167,5 @@ if __name__ == "__main__":
         f"benchmarks/bulk.py --keys {args.keys} --repeats {args.repeats}"
     )
     print(json.dumps(result, indent=2))
-    out = ROOT / "benchmarks" / "results" / f"bulk-{datetime.date.today()}.json"
+    out = results_dir() / f"bulk-{datetime.date.today()}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

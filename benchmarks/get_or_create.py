@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import platform
 import statistics
 import sys
@@ -49,6 +50,16 @@ class Item(Base):
 
 
 Path_ = Callable[[int], Awaitable[object]]
+
+
+def results_dir() -> Path:
+    """Where results go: benchmarks/results/, or $BENCH_RESULTS (the quick
+    mode of benchmarks/all.py, so its figures never replace a full run's)."""
+    folder = Path(
+        os.environ.get("BENCH_RESULTS", Path(__file__).resolve().parent / "results")
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 async def main() -> None:
@@ -209,9 +220,7 @@ def report(args: argparse.Namespace, timings: dict[str, list[float]]) -> None:
         )
     ratio = medians["ours: get_or_create hit, in an open session"] / in_session
     print(f"in-session get_or_create hit / session.scalar(select): {ratio:.2f}×")
-    out = (
-        Path(__file__).parent / "results" / f"{datetime.date.today().isoformat()}.json"
-    )
+    out = results_dir() / f"{datetime.date.today().isoformat()}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         json.dumps(

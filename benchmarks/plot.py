@@ -1,4 +1,6 @@
-"""Draw docs/img/performance.png from the newest peers and scaling results.
+"""Draw docs/img/performance.png from the newest peers and scaling results,
+docs/img/batches.png from the newest bulk results and docs/img/requests.png
+from the newest request benchmark.
 
     make bench                                   # runs this last
     .venv/bin/python benchmarks/plot.py
@@ -10,6 +12,7 @@ library or of its tests).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,12 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-OUT = ROOT / "docs" / "img" / "performance.png"
+# all.py --quick points $BENCH_RESULTS elsewhere: its plots go there too.
+RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "benchmarks" / "results"))
+IMAGES = RESULTS if "BENCH_RESULTS" in os.environ else ROOT / "docs" / "img"
+OUT = IMAGES / "performance.png"
+BATCHES = IMAGES / "batches.png"
+REQUESTS = IMAGES / "requests.png"
 
 
 def newest(prefix: str) -> Path:
@@ -114,7 +121,65 @@ def main() -> None:
     fig.tight_layout()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(OUT, dpi=90)
-    print(f"written: {OUT.relative_to(ROOT)}", file=sys.stderr)
+    print(f"written: {OUT}", file=sys.stderr)
+    plot_batches()
+    plot_requests()
+
+
+def plot_batches() -> None:
+    """1,000 keys, half existing: sequential calls, one bulk call, asyncpg by hand."""
+    source = newest("bulk")
+    bulk: dict[str, Any] = json.loads(source.read_text())
+    ways = [
+        ("1,000 get_or_create calls", "sequential"),
+        ("one bulk_get_or_create", "bulk"),
+        ("asyncpg by hand", "asyncpg"),
+    ]
+    fig, ax = plt.subplots(figsize=(8, 3))
+    values = [bulk["median_ms"][key] for _, key in ways]
+    ax.barh(range(len(ways)), values, color=["tab:grey", "tab:blue", "tab:green"])
+    ax.set_yticks(range(len(ways)), [label for label, _ in ways])
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("median ms for 1,000 keys (half existing), log scale")
+    for y, value in enumerate(values):
+        ax.text(value, y, f" {value:.1f} ms", va="center")
+    ax.set_title(f"bulk_get_or_create on PostgreSQL ({source.name})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(BATCHES, dpi=90)
+    print(f"written: {BATCHES}", file=sys.stderr)
+
+
+def plot_requests() -> None:
+    """Requests/s and p99 of each endpoint over the raw endpoint's, per worker count."""
+    source = newest("requests")
+    rows: list[dict[str, Any]] = json.loads(source.read_text())["results"]
+    workers = sorted({r["workers"] for r in rows})
+    endpoints = list(dict.fromkeys(r["endpoint"] for r in rows))
+    fig, (rps, p99) = plt.subplots(1, 2, figsize=(12, 3.8))
+    width = 0.8 / len(workers)
+    for i, count in enumerate(workers):
+        by = {r["endpoint"]: r for r in rows if r["workers"] == count}
+        ys = [y + (i - (len(workers) - 1) / 2) * width for y in range(len(endpoints))]
+        label = f"{count} worker" + ("s" if count > 1 else "")
+        rps.barh(ys, [by[e]["rps_x_raw"] for e in endpoints], height=width, label=label)
+        p99.barh(
+            ys, [by[e]["p99_ms_x_raw"] for e in endpoints], height=width, label=label
+        )
+    for ax in (rps, p99):
+        ax.set_yticks(range(len(endpoints)), endpoints)
+        ax.invert_yaxis()
+        ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+        ax.legend(loc="lower right")
+    rps.set_xlabel("requests/s, × the raw asyncpg endpoint (higher is better)")
+    p99.set_xlabel("p99 latency, × the raw endpoint (lower is better)")
+    fig.suptitle(
+        f"POST /items/{{key}} through uvicorn, wrk with 64 connections ({source.name})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(REQUESTS, dpi=90)
+    print(f"written: {REQUESTS}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import asyncio
 import datetime
 import json
 import multiprocessing
+import os
 import platform
 import random
 import statistics
@@ -328,6 +329,16 @@ async def measure_in_process(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def results_dir() -> Path:
+    """Where results go: benchmarks/results/, or $BENCH_RESULTS (the quick
+    mode of benchmarks/all.py, so its figures never replace a full run's)."""
+    folder = Path(
+        os.environ.get("BENCH_RESULTS", Path(__file__).resolve().parent / "results")
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, default=4, help="10^3 .. 10^(2+N) rows")
@@ -339,7 +350,7 @@ def main() -> None:
     result["processes"] = by_processes([1, 2, 4], args.seconds)
     command = " ".join(["python", "benchmarks/scaling.py", *sys.argv[1:]])
     table = markdown(result)
-    out = Path(__file__).parent / "results" / f"scaling-{datetime.date.today()}.json"
+    out = results_dir() / f"scaling-{datetime.date.today()}.json"
     out.write_text(
         json.dumps(
             {

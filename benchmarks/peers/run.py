@@ -26,6 +26,7 @@ import asyncio
 import datetime
 import glob
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -246,6 +247,16 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def results_dir() -> Path:
+    """Where results go: benchmarks/results/, or $BENCH_RESULTS (the quick
+    mode of benchmarks/all.py, so its figures never replace a full run's)."""
+    folder = Path(
+        os.environ.get("BENCH_RESULTS", Path(__file__).resolve().parents[1] / "results")
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -269,7 +280,7 @@ def main() -> None:
     summary = summarise(runs)
     markdown = table(summary)
     command = "python benchmarks/peers/run.py " + " ".join(sys.argv[1:])
-    out = ROOT / "benchmarks" / "results" / f"peers-{datetime.date.today()}.json"
+    out = results_dir() / f"peers-{datetime.date.today()}.json"
     out.write_text(
         json.dumps(
             {
