@@ -158,7 +158,12 @@ async def get_or_create(
         create_from = creation_values(model, lookup, defaults)
         if orm is None:
             return await in_session(target, found_by, lookup, create_from)
-        rows = await _rows.scalars_before_begin(target, *orm)
+        cursor_spec = (
+            _on_conflict.prepared_select(model, lookup)
+            if _on_conflict.conflict_target(model, lookup) is not None
+            else None
+        )
+        rows = await _rows.scalars_before_begin(target, *orm, spec=cursor_spec)
         if rows:
             return _rows.one(model, rows, lookup), False
         return await in_session(

@@ -14,11 +14,13 @@ from typing import Any
 from sqlalchemy import Select, inspect, null, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import _cursor, lookups
 from ._dialects import backend_of
 from ._prefetch import prefetch
 from ._prep import prep_values
 from ._query import MAX_GET_RESULTS, Lock, Query
 from ._routing import Target, read
+from ._shapes import Prepared, detached
 from .database import Database
 from .exceptions import NotSupportedError
 from .expressions import Aggregate
@@ -62,7 +64,10 @@ _TRANSACTION_EVENTS = (
 
 
 async def scalars_before_begin(
-    session: AsyncSession, stmt: Select[Any], params: Mapping[str, Any]
+    session: AsyncSession,
+    stmt: Select[Any],
+    params: Mapping[str, Any],
+    spec: Prepared | None = None,
 ) -> list[Any]:
     """The objects of the plain SELECT *stmt* (no lock, no side effect) in
     *session*; sent without BEGIN where it is the first statement of the
@@ -75,7 +80,14 @@ async def scalars_before_begin(
     are not expired on commit, no transaction listener), the empty
     transaction is ended at once: the connection goes back to the pool now,
     not when the caller commits (a web request holds none while it builds
-    its response), and the session's next statement takes one again."""
+    its response), and the session's next statement takes one again.
+
+    *spec*: the same SELECT of columns, prepared for the bare cursor
+    (``_on_conflict.prepared_select``); where the read goes without BEGIN in
+    a session with nothing to flush, the row goes through it and the object
+    is made as the one-statement path makes it and added to the session
+    (the one it already holds under that identity, if any), as the ORM's
+    load would leave it."""
 
     def run(sync_session: Any) -> list[Any]:
         fresh = not sync_session.in_transaction()
@@ -85,7 +97,11 @@ async def scalars_before_begin(
         if backend.defers_begin:
             done = backend.defer_begin(conn.connection.dbapi_connection, conn.dialect)
         try:
-            found = list(sync_session.scalars(stmt, params).all())
+            found = None
+            if done is not None and fresh and spec is not None:
+                found = _through_cursor(sync_session, conn, spec)
+            if found is None:
+                found = list(sync_session.scalars(stmt, params).all())
         finally:
             unbegun = done is not None and done()
         if (
@@ -98,6 +114,42 @@ async def scalars_before_begin(
         return found
 
     return await session.run_sync(run)
+
+
+#: Session events that adding a loaded row's object would fire (or that the
+#: ORM's load fires and adding it would not).
+_ATTACH_EVENTS = (
+    "detached_to_persistent",
+    "loaded_as_persistent",
+    "transient_to_pending",
+)
+
+
+def _through_cursor(sync_session: Any, conn: Any, spec: Prepared) -> list[Any] | None:
+    """The objects of *spec*'s row through the bare cursor, in *sync_session*;
+    None (the ORM's load instead) where the session has something to flush
+    first, listens to objects joining it, or more than one row matched."""
+    if sync_session.new or sync_session.deleted or sync_session.dirty:
+        return None  # the ORM's autoflush must run before the SELECT
+    dispatch = sync_session.dispatch
+    if any(getattr(dispatch, name) for name in _ATTACH_EVENTS):
+        return None
+    assert spec.shape is not None
+    rows = _cursor.rows(conn, spec.shape, spec.stmt, spec.params)
+    if len(rows) > 1:
+        return None  # get()'s message counts them: the ORM's query does
+    found: list[Any] = []
+    mapper = lookups.mapper_of(spec.shape[0])
+    for row in rows:
+        obj = detached(mapper, row)
+        state: Any = inspect(obj)
+        held = sync_session.identity_map.get(state.key)
+        if held is not None:
+            found.append(held)  # as the ORM's load: the session's own object
+        else:
+            sync_session.add(obj)
+            found.append(obj)
+    return found
 
 
 def _is_listened(sync_session: Any) -> bool:

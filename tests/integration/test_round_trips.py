@@ -14,9 +14,9 @@ from typing import Any
 
 import aiosqlite.core
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
-from sqlalchemy_objects import _on_conflict
+from sqlalchemy_objects import _cursor, _on_conflict
 from tests.conftest import open_database
 from tests.models import Tag
 
@@ -226,3 +226,48 @@ async def test_a_session_that_only_reads_by_get_or_create_sends_no_begin(
     finally:
         await strict.drop_all()
         await strict.dispose()
+
+
+@pytest.mark.postgresql
+@pytest.mark.asyncpg
+async def test_a_sessions_leading_hit_goes_through_the_cursor_into_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leading read of a session (no BEGIN) takes the bare cursor; the
+    object it makes is the session's, as the ORM's load would leave it: the
+    same object for the same row, its changes flushed by the session, and
+    anything the session still has to flush sends the read through the ORM
+    (whose autoflush runs first)."""
+    sent: list[str] = []
+    plain = _cursor.cursor_rows
+
+    def spy(conn: Any, plan: Any, args: Any) -> Any:
+        sent.append(plan.sql.split()[0])
+        return plain(conn, plan, args)
+
+    monkeypatch.setattr(_cursor, "cursor_rows", spy)
+    db = await open_database("postgresql", tmp_path)
+    try:
+        tag = await Tag.objects.create(name="a")
+        await Tag.objects.get_or_create(name="a")  # the shape is known now
+        sent.clear()
+        async with db.session() as session:
+            found, created = await Tag.objects.get_or_create(name="a")
+            assert sent == ["SELECT"]
+            assert (found.id, found.name, created) == (tag.id, "a", False)
+            assert found in session
+            assert not inspect(found).modified
+            again, _ = await Tag.objects.get_or_create(name="a")
+            assert again is found  # the session's own object
+            found.label = "changed"
+        assert (await Tag.objects.get(name="a")).label == "changed"
+
+        sent.clear()
+        async with db.session() as session:
+            session.add(Tag(name="pending"))  # not flushed yet
+            found, created = await Tag.objects.get_or_create(name="pending")
+            assert not created  # the ORM's autoflush wrote it before the SELECT
+            assert sent == []
+    finally:
+        await db.drop_all()
+        await db.dispose()
