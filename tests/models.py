@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from decimal import Decimal
 from typing import Any, Self
 
@@ -201,6 +202,19 @@ class Reading(Base):
     value: Mapped[int] = mapped_column(default=0)
 
     __table_args__ = (UniqueConstraint("sensor", "day", name="uq_readings_sensor_day"),)
+
+
+def _token() -> str:
+    return uuid.uuid4().hex
+
+
+class Stamp(Base):
+    """A column whose default is a Python callable, called per row."""
+
+    __tablename__ = "stamps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token: Mapped[str] = mapped_column(String(32), default=_token)
 
 
 item_tags = Table(

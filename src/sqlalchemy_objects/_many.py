@@ -47,6 +47,10 @@ Defaults = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | N
 BATCH_KEYS: Final = 1000
 MAX_PARAMETERS: Final = 30_000
 
+#: A value given as None stores NULL, as in Django; SQLAlchemy's bulk INSERT
+#: would otherwise leave the column out and let its default fill it.
+_NULLS: Final = {"render_nulls": True}
+
 #: MariaDB's "Duplicate entry" warning: the only one INSERT IGNORE may give.
 _DUPLICATE_ENTRY: Final = 1062
 
@@ -97,16 +101,19 @@ class _Matcher:
 
     def __init__(self, wanted: Iterable[tuple[Any, ...]]) -> None:
         self._exact = set(wanted)
-        loose: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
-        for key in self._exact:
-            folded = _bulk.loosely(key)
-            loose[folded] = None if folded in loose else key
-        self._loose = loose
+        # Folded keys are only needed once a key comes back spelled otherwise.
+        self._loose: dict[tuple[Any, ...], tuple[Any, ...] | None] | None = None
 
     def __call__(self, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
         if key in self._exact:
             return key
-        return self._loose.get(_bulk.loosely(key))
+        loose = self._loose
+        if loose is None:
+            loose = self._loose = {}
+            for wanted in self._exact:
+                folded = _bulk.loosely(wanted)
+                loose[folded] = None if folded in loose else wanted
+        return loose.get(_bulk.loosely(key))
 
 
 async def bulk_get_or_create(
@@ -228,21 +235,30 @@ async def _batch(
         if not session.get_bind().dialect.insert_returning:
             # (MySQL before 8.0.x has no RETURNING): each key alone, below.
             return objs, set(), absent
-        made: set[tuple[Any, ...]] = set()
+        inserted: dict[tuple[Any, ...], Any] = {}
         try:
             if in_database:
-                made = await _insert(session, model, fields, rows)
+                inserted = await _insert(session, model, fields, rows)
             else:
                 async with session.begin_nested():
-                    made = await _insert(session, model, fields, rows)
+                    inserted = await _insert(session, model, fields, rows)
         except IntegrityError:
             # Another unique key, a foreign key...: each key alone, below.
             if in_database:
                 raise
             return objs, set(), absent
         match = _Matcher(absent)
-        made = {key for key in map(match, made) if key is not None}
-        objs.update(await select_keys(session, absent))
+        made: set[tuple[Any, ...]] = set()
+        for key, obj in inserted.items():
+            mine = match(key)
+            if mine is not None:
+                made.add(mine)
+                if obj is not None:
+                    objs[mine] = obj
+        # The keys a concurrent caller inserted first (and, where the INSERT
+        # returned no objects, the ones this call inserted).
+        rest = [k for k in absent if k not in objs]
+        objs.update(await select_keys(session, rest))
         missing = [k for k in absent if k not in objs]
         return objs, made, missing
 
@@ -286,27 +302,41 @@ async def _insert(
     model: type[Any],
     fields: Sequence[str],
     rows: list[dict[str, Any]],
-) -> set[tuple[Any, ...]]:
-    """INSERT *rows* skipping existing keys; return the keys it inserted."""
+) -> dict[tuple[Any, ...], Any]:
+    """INSERT *rows* skipping existing keys; return the keys it inserted, each
+    with its new object where the INSERT returned whole rows (else None)."""
     backend = backend_of(session)
     columns = [getattr(model, f) for f in fields]
     key_names = [c.property.columns[0].name for c in columns]
-    made: set[tuple[Any, ...]] = set()
+    made: dict[tuple[Any, ...], Any] = {}
     # One multi-row INSERT per set of columns (rows given different fields by
     # their defaults cannot share a VALUES list).
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(sorted(row)), []).append(row)
     many = session.get_bind().dialect.insert_executemany_returning
-    for group in groups.values():
+    for names, group in groups.items():
+        arrays = _arrays(backend, model, names, key_names, group)
+        if arrays is not None:
+            stmt, params = arrays
+            for obj in (await session.scalars(stmt, params)).all():
+                made[tuple(getattr(obj, f) for f in fields)] = obj
+            continue
         stmt = backend.insert_skipping_existing(model, key_names)
         if many:
             # executemany: compiled once and cached, sent as multi-row
-            # INSERTs by SQLAlchemy's insertmanyvalues.
-            result = await session.execute(stmt.returning(*columns), group)
-        else:  # MariaDB: one multi-row INSERT ... RETURNING
-            result = await session.execute(stmt.values(group).returning(*columns))
-        made.update(tuple(r) for r in result.all())
+            # INSERTs by SQLAlchemy's insertmanyvalues; RETURNING the whole
+            # rows makes the new objects, so they need no SELECT afterwards.
+            objs = await session.scalars(
+                stmt.returning(model), group, execution_options=_NULLS
+            )
+            for obj in objs.all():
+                made[tuple(getattr(obj, f) for f in fields)] = obj
+        else:  # MySQL: one multi-row INSERT ... RETURNING
+            result = await session.execute(
+                stmt.values(group).returning(*columns), execution_options=_NULLS
+            )
+            made.update((tuple(r), None) for r in result.all())
         if backend.ignore_may_hide_errors:
             warnings = (await session.execute(text("SHOW WARNINGS"))).all()
             bad = [w for w in warnings if int(w[1]) != _DUPLICATE_ENTRY]
@@ -317,3 +347,19 @@ async def _insert(
                     "warning {0}); nothing of this batch was kept.".format(bad[0][1])
                 )
     return made
+
+
+def _arrays(
+    backend: Any,
+    model: type[Any],
+    names: Sequence[str],
+    key_names: Sequence[str],
+    group: list[dict[str, Any]],
+) -> tuple[Any, dict[str, list[Any]]] | None:
+    """The backend's INSERT from one array per column and its parameters, or
+    None where it has none for these columns."""
+    stmt = backend.insert_from_arrays(model, names, key_names)
+    if stmt is None:
+        return None
+    params = {f"array{i}": [row[name] for row in group] for i, name in enumerate(names)}
+    return stmt, params

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
+import weakref
 from typing import Any, Final
 
 from sqlalchemy import inspect, types
@@ -150,13 +151,46 @@ def _date(model: type[Any], name: str, value: Any) -> Any:
     return value
 
 
+#: Column types whose values prep_value() may change (text, and a date for a
+#: DateTime column or the other way round); a value of any other column is
+#: passed on as it is.
+_CONVERTING: Final = (
+    types.Boolean,
+    types.Integer,
+    types.Numeric,
+    types.DateTime,
+    types.Date,
+    types.Time,
+    types.Uuid,
+)
+
+#: Per model: attribute name -> column type, for the columns whose values
+#: prep_value() may change. Mapped classes only gain columns at mapping time.
+_converting: weakref.WeakKeyDictionary[type[Any], dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _converting_columns(model: type[Any]) -> dict[str, Any]:
+    found = _converting.get(model)
+    if found is None:
+        mapper: Mapper[Any] = inspect(model)
+        found = {}
+        for key, prop in mapper.column_attrs.items():
+            column_type = prop.columns[0].type
+            impl = getattr(column_type, "impl_instance", column_type)
+            if isinstance(impl, _CONVERTING):
+                found[key] = column_type
+        _converting[model] = found
+    return found
+
+
 def prep_values(model: type[Any], values: dict[str, Any]) -> dict[str, Any]:
     """*values* (attribute name → value) with each column's value prepared;
     relationships and other attributes as they are."""
-    mapper: Mapper[Any] = inspect(model)
-    columns = mapper.column_attrs
+    columns = _converting_columns(model)
     prepared = dict(values)
     for key, value in values.items():
         if key in columns and isinstance(value, str | dt.date):
-            prepared[key] = prep_value(model, key, columns[key].columns[0].type, value)
+            prepared[key] = prep_value(model, key, columns[key], value)
     return prepared

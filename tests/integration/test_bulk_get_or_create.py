@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy_objects import Database, FieldError
 from tests.concurrency import worker
 from tests.conftest import StatementLog
-from tests.models import Note, Reading, Tag, User
+from tests.models import Counter, Note, Reading, Stamp, Tag, User
 
 
 async def test_existing_and_new_keys_in_input_order(
-    db: Database, sql: StatementLog
+    db: Database, sql: StatementLog, backend: str
 ) -> None:
     existing = [
         await Tag.objects.create(name=f"t{i}", label="old") for i in range(0, 10, 2)
@@ -42,9 +43,57 @@ async def test_existing_and_new_keys_in_input_order(
     assert all(by_name[f"t{i}"].label == "new" for i in range(1, 10, 2))
     assert all(by_name[f"t{i}"].label == "old" for i in range(0, 10, 2))
     assert await Tag.objects.count() == 10
-    # One batch: a SELECT, one INSERT of the five new rows, a SELECT of them.
     writes = [s for s in sent if s.lstrip().upper().startswith(("SELECT", "INSERT"))]
-    assert len(writes) == 3, writes
+    # A SELECT, one INSERT of the five new rows returning whole rows: the new
+    # objects come from it, no SELECT after it.
+    assert len(writes) == 2, writes
+    assert "label" in writes[1].split("RETURNING")[1]
+    if backend == "postgresql":  # one array parameter per column
+        assert "unnest(" in writes[1], writes[1]
+
+
+async def test_new_rows_carry_every_default_and_none_is_null(db: Database) -> None:
+    """The new objects come from the INSERT's RETURNING: a Python-side
+    default, a server default and the given values are what the table holds;
+    None stores NULL, as in Django, not the column's default (PostgreSQL
+    sends such a batch row by row, not as arrays)."""
+    seen = dt.datetime(2026, 12, 7, 18, 0)
+    results = await Counter.objects.bulk_get_or_create(
+        [{"name": "a"}, {"name": "b"}],
+        defaults={
+            "seen": seen,
+            "day": "2026-12-07",
+            "active": True,
+            "ratio": "1.50",
+        },
+    )
+    nulls = await Counter.objects.bulk_get_or_create(
+        [{"name": "c"}], defaults={"count": None, "level": None}
+    )
+    assert [c for _, c in results + nulls] == [True, True, True]
+    stored = {c.name: c for c in await Counter.objects.all()}
+    for obj, _ in results:
+        row = stored[obj.name]
+        assert (obj.id, obj.count, obj.level) == (row.id, 2, 3)
+        assert (obj.seen, obj.day, obj.active) == (seen, dt.date(2026, 12, 7), True)
+        assert obj.ratio == Decimal("1.50")
+        assert (row.seen, row.day, row.ratio) == (seen, obj.day, obj.ratio)
+    ((c, _),) = nulls
+    assert (c.count, c.level) == (None, None)
+    assert (stored["c"].count, stored["c"].level) == (None, None)
+
+
+async def test_a_callable_default_of_the_model_is_called_per_row(db: Database) -> None:
+    """A column whose default is a Python callable: PostgreSQL's array INSERT
+    cannot run it, so the batch goes row by row and each row gets its own
+    value."""
+    results = await Stamp.objects.bulk_get_or_create(
+        [{"name": f"s{i}"} for i in range(3)]
+    )
+    tokens = [obj.token for obj, _ in results]
+    assert len(set(tokens)) == 3
+    assert all(tokens)
+    assert sorted(await Stamp.objects.values_list("token", flat=True)) == sorted(tokens)
 
 
 async def test_callable_defaults_and_a_composite_key(db: Database) -> None:

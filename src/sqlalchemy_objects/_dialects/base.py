@@ -219,6 +219,17 @@ class Backend:
             index_elements=list(key_columns)
         )
 
+    def insert_from_arrays(
+        self, model: type[Any], names: Sequence[str], key_columns: Sequence[str]
+    ) -> Any:
+        """An INSERT of *model*'s columns *names* (attribute keys) from one
+        array parameter per column (``array0``, ``array1``, ...), skipping
+        rows whose *key_columns* exist and RETURNING whole rows; None where
+        the backend has no such statement or a column needs what only the
+        per-row INSERT gives (a Python-side callable default, a type
+        converted in Python)."""
+        return None
+
     def bulk_insert(
         self,
         model: type[Any],

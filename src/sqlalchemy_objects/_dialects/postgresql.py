@@ -13,6 +13,8 @@ from sqlalchemy import (
     event,
     exists,
     false,
+    func,
+    inspect,
     literal_column,
     select,
     true,
@@ -22,6 +24,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapper
+from sqlalchemy.sql import sqltypes
 
 from .base import SNAPSHOT_LEVELS, Backend
 
@@ -172,6 +176,19 @@ class PostgreSQL(Backend):
     def on_conflict_insert(self, model: type[Any]) -> Any:
         return postgresql.insert(model)
 
+    def insert_from_arrays(
+        self, model: type[Any], names: Sequence[str], key_columns: Sequence[str]
+    ) -> Any:
+        # ``INSERT ... SELECT FROM unnest($1, $2, ...) ON CONFLICT DO NOTHING
+        # RETURNING ...``: one parameter per column instead of one per value,
+        # and whole rows back to make the new objects from.
+        cache_key = (model, tuple(names), tuple(key_columns))
+        if cache_key in _array_inserts:
+            return _array_inserts[cache_key]
+        stmt = _array_insert(model, names, key_columns)
+        _array_inserts[cache_key] = stmt
+        return stmt
+
     def is_unique_violation(self, exc: IntegrityError) -> bool:
         return _sqlstate(exc.orig) == UNIQUE_VIOLATION
 
@@ -196,6 +213,66 @@ class PostgreSQL(Backend):
         if sqlstate.startswith("08") or sqlstate in SESSION_ENDED:
             return True
         return type(orig.__cause__).__name__ == "InternalClientError"
+
+
+#: Column types an array parameter carries as the driver's own values (a type
+#: with a bind processor, an Enum or a JSON value is sent row by row instead).
+_ARRAY_TYPES: Final = (
+    sqltypes.String,
+    sqltypes.Integer,
+    sqltypes.Boolean,
+    sqltypes.Date,
+    sqltypes.DateTime,
+    sqltypes.Numeric,
+    sqltypes.Uuid,
+)
+
+_array_inserts: dict[tuple[Any, ...], Any] = {}
+
+
+def _array_insert(
+    model: type[Any], names: Sequence[str], key_columns: Sequence[str]
+) -> Any:
+    mapper: Mapper[Any] = inspect(model)
+    if mapper.inherits is not None or len(mapper.tables) != 1:
+        return None
+    table: Any = mapper.local_table
+    columns: list[Any] = [mapper.column_attrs[name].columns[0] for name in names]
+    if any(column.table is not table for column in columns):
+        return None
+    for column in columns:
+        column_type: Any = column.type
+        if not isinstance(column_type, _ARRAY_TYPES) or isinstance(
+            column_type, sqltypes.Enum
+        ):
+            return None
+    given = {column.name for column in columns}
+    for column in table.columns:
+        default: Any = column.default
+        # INSERT ... SELECT renders scalar and SQL defaults, not callables.
+        if (
+            column.name not in given
+            and default is not None
+            and not (default.is_scalar or default.is_clause_element)
+        ):
+            return None
+    arrays: Any = (
+        func.unnest(
+            *(
+                bindparam(f"array{i}", type_=ARRAY(column.type))
+                for i, column in enumerate(columns)
+            )
+        )
+        .table_valued(*(f"c{i}" for i in range(len(columns))))
+        .render_derived(name="arrays")
+    )
+    stmt: Any = postgresql.insert(table)
+    stmt = (
+        stmt.from_select([column.name for column in columns], select(*arrays.c))
+        .on_conflict_do_nothing(index_elements=list(key_columns))
+        .returning(*table.columns)
+    )
+    return select(model).from_statement(stmt)
 
 
 def get_or_insert(
