@@ -162,8 +162,17 @@ def cursor_rows(conn: Connection, driver: DriverPlan, args: Any) -> Any:
 def rows(executor: Any, key: Any, stmt: Any, params: Mapping[str, Any]) -> Any:
     """The rows of *stmt*: through the cursor where that gives what execute()
     would (*key* names a cached statement), else through execute()."""
+    found = cursor_only_rows(executor, key, stmt, params)
+    return executor.execute(stmt, params).all() if found is None else found
+
+
+def cursor_only_rows(
+    executor: Any, key: Any, stmt: Any, params: Mapping[str, Any]
+) -> Any:
+    """The rows of *stmt* through the cursor, or None (nothing sent) where
+    only execute() would give what it gives."""
     if key is not None and type(executor) in _CONNECTIONS:
         found = plan(key, stmt, params, executor.dialect)
         if found is not None and cursor_allowed(executor):
             return cursor_rows(executor, found, found.arguments(params))
-    return executor.execute(stmt, params).all()
+    return None

@@ -316,9 +316,11 @@ def one_statement(
     """On one connection without a transaction, each statement committed by
     itself: SELECT; on a miss ``INSERT ... ON CONFLICT (target) DO NOTHING
     RETURNING``; if that inserted nothing, one more SELECT (a new statement
-    sees every row committed before it started). Where the backend takes no
-    autocommit writes (SQLite: ``Backend.autocommit_writes``) the miss goes
-    back to :func:`autocommit` with the resolved values, which inserts in a
+    sees every row committed before it started). Where the backend has no
+    autocommit INSERT that returns its row (MySQL without ``RETURNING``), or
+    takes it only through the bare cursor and this INSERT cannot go that way
+    (SQLite: ``Backend.autocommit_writes_by_cursor``), the miss goes back to
+    :func:`autocommit` with the resolved values, which inserts in a
     transaction.
 
     Runs inside SQLAlchemy's greenlet (``Executor.autocommit``): *executor* is
@@ -358,6 +360,9 @@ def one_statement(
     error: IntegrityError | None = None
     try:
         created = _on_conflict.insert_or_nothing(executor, candidate, row, target)
+        if created is None:  # (SQLite, nothing sent) in a transaction instead
+            progress.writing = False
+            return values
     except IntegrityError as exc:
         # The named target did not conflict, another unique key did: still a
         # possible race on that key, so the one retried get below decides.

@@ -243,24 +243,31 @@ def can_insert(executor: Any) -> bool:
     its row (MySQL without ``RETURNING`` has none)."""
     dialect = dialect_of(executor)
     backend: Backend = backend_named(dialect.name)
-    return backend.autocommit_writes and bool(
+    return (backend.autocommit_writes or backend.autocommit_writes_by_cursor) and bool(
         getattr(dialect, "insert_returning", False)
     )
 
 
 def insert_or_nothing(
     executor: Any, obj: Any, values: dict[str, Any], target: tuple[str, ...]
-) -> bool:
+) -> bool | None:
     """INSERT *values* (from :func:`insert_values`) unless a row with the same
     *target* key exists. Return whether the row was inserted; *obj* is then
     detached with every column loaded. Return False (and leave *obj* alone) on
-    a conflict."""
+    a conflict. Return None, having sent nothing, where the backend takes such
+    an INSERT only through the bare cursor and it cannot go that way
+    (``Backend.autocommit_writes_by_cursor``)."""
     mapper: Mapper[Any] = inspect(obj).mapper
     keys = frozenset(values)
-    stmt, plain = _insert_statement(dialect_of(executor), mapper, keys, target)
-    rows = _cursor.rows(
-        executor, (mapper, keys, target) if plain else None, stmt, values
-    )
+    dialect = dialect_of(executor)
+    stmt, plain = _insert_statement(dialect, mapper, keys, target)
+    key = (mapper, keys, target) if plain else None
+    if backend_named(dialect.name).autocommit_writes:
+        rows = _cursor.rows(executor, key, stmt, values)
+    else:
+        rows = _cursor.cursor_only_rows(executor, key, stmt, values)
+        if rows is None:
+            return None
     if not rows:
         return False
     detached(mapper, rows[0], obj)

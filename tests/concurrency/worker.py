@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy_objects import Database
-from tests.models import Base, Note, User
+from tests.models import Base, Note, Tag, User
 
 
 async def _released(
@@ -271,6 +271,8 @@ async def storm_call(db: Database, key: str, op: str, in_session: bool) -> None:
             await User.objects.get_or_create(
                 username=key, defaults={"email": f"mail-{key}"}
             )
+        elif op == "tag":  # plain columns: the bare cursor's INSERT
+            await Tag.objects.get_or_create(name=key)
         elif op == "create":
             await Note.objects.create(text=f"note-{key}")
         else:

@@ -86,6 +86,12 @@ class Backend:
     #: connection (``ON CONFLICT DO NOTHING RETURNING``, committed by itself);
     #: where not, it reads there and creates in a transaction.
     autocommit_writes: ClassVar[bool] = False
+    #: Whether that INSERT may go on such a connection when the bare cursor
+    #: sends it in one call that runs it to the end (SQLite: aiosqlite's
+    #: ``execute_fetchall``), though not through ``execute()``, which steps
+    #: it in separate trips: a task cancelled between them left SQLite's
+    #: statement unfinished, holding the write lock.
+    autocommit_writes_by_cursor: ClassVar[bool] = False
     #: A locking read (``LOCK IN SHARE MODE``) sees rows committed after the
     #: transaction's snapshot, so the retried get after a lost race uses one.
     locking_read_sees_latest: ClassVar[bool] = False

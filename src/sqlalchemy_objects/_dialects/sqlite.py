@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Literal
 
 from sqlalchemy import event
@@ -72,6 +73,28 @@ class SQLite(Backend):
     # lock (its statement never reset) until the process ended; a write
     # transaction is rolled back, statements and all.
     autocommit_options: ClassVar[dict[str, Any]] = {"sqlite_begin": "NONE"}
+    # ... but the bare cursor's one trip (execute_fetchall) runs the INSERT
+    # to its end in aiosqlite's thread, cancelled or not: the statement is
+    # reset there and the lock released with its autocommit.
+    autocommit_writes_by_cursor: ClassVar[bool] = True
+
+    def autocommit_insert(
+        self,
+        dialect: Any,
+        table: Any,
+        values: dict[Any, Any],
+        target: Sequence[str],
+        returning: Sequence[Any],
+    ) -> Any:
+        if not dialect.insert_returning:
+            return None
+        stmt: Any = (  # pyright: ignore[reportUnknownVariableType]
+            sqlite.insert(table)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=list(target))
+            .returning(*returning)
+        )
+        return stmt  # pyright: ignore[reportUnknownVariableType]
 
     def driver_rows(self, connection: Any, sql: str, args: Any) -> Any:
         """aiosqlite runs execute and fetchall in one trip to its thread."""
