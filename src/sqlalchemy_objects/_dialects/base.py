@@ -134,8 +134,17 @@ class Backend:
         """The one-statement get_or_create's INSERT of *values* into *table*
         on an autocommit connection, returning *returning*: it inserts no row
         (or raises ``IntegrityError``) when one with the *target* key exists.
-        None where *dialect* cannot return the row."""
-        return None
+        None where *dialect* cannot return the row. Here: ``INSERT ... ON
+        CONFLICT (target) DO NOTHING RETURNING ...`` where the backend has
+        ``ON CONFLICT`` (:meth:`on_conflict_insert`)."""
+        insert = self.on_conflict_insert(table)
+        if insert is None or not dialect.insert_returning:
+            return None
+        return (
+            insert.values(values)
+            .on_conflict_do_nothing(index_elements=list(target))
+            .returning(*returning)
+        )
 
     def get_or_insert(
         self,
@@ -190,8 +199,8 @@ class Backend:
         return False
 
     def on_conflict_insert(self, model: type[Any]) -> Any:
-        """The dialect's INSERT of *model* with ``ON CONFLICT`` clauses, or None
-        where it has none."""
+        """The dialect's INSERT of *model* (or a Table) with ``ON CONFLICT``
+        clauses, or None where it has none."""
         return None
 
     #: Whether ``SELECT DISTINCT ON (fields)`` exists (PostgreSQL).

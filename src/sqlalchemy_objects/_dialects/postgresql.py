@@ -76,16 +76,6 @@ class PostgreSQL(Backend):
     defers_begin: ClassVar[bool] = True
     autocommit_options: ClassVar[dict[str, Any]] = {"isolation_level": "AUTOCOMMIT"}
 
-    def autocommit_insert(
-        self,
-        dialect: Any,
-        table: Any,
-        values: dict[Any, Any],
-        target: Sequence[str],
-        returning: Sequence[Any],
-    ) -> Any:
-        return insert_or_nothing(table, values, target, returning)
-
     def get_or_insert(
         self,
         table: Any,
@@ -308,16 +298,3 @@ def get_or_insert(
         select(*found_columns, false().label("created")),
         select(*inserted_columns, true().label("created")),
     )
-
-
-def insert_or_nothing(
-    table: Any, values: dict[Any, Any], target: Sequence[str], returning: Sequence[Any]
-) -> Any:
-    """``INSERT ... ON CONFLICT (target) DO NOTHING RETURNING ...``."""
-    stmt: Any = (  # pyright: ignore[reportUnknownVariableType]
-        postgresql.insert(table)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=list(target))
-        .returning(*returning)
-    )
-    return stmt  # pyright: ignore[reportUnknownVariableType]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Literal
 
 from sqlalchemy import event
@@ -77,24 +76,6 @@ class SQLite(Backend):
     # to its end in aiosqlite's thread, cancelled or not: the statement is
     # reset there and the lock released with its autocommit.
     autocommit_writes_by_cursor: ClassVar[bool] = True
-
-    def autocommit_insert(
-        self,
-        dialect: Any,
-        table: Any,
-        values: dict[Any, Any],
-        target: Sequence[str],
-        returning: Sequence[Any],
-    ) -> Any:
-        if not dialect.insert_returning:
-            return None
-        stmt: Any = (  # pyright: ignore[reportUnknownVariableType]
-            sqlite.insert(table)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=list(target))
-            .returning(*returning)
-        )
-        return stmt  # pyright: ignore[reportUnknownVariableType]
 
     def driver_rows(self, connection: Any, sql: str, args: Any) -> Any:
         """aiosqlite runs execute and fetchall in one trip to its thread."""
