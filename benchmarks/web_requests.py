@@ -78,16 +78,18 @@ def tortoise_python() -> Path:
     return python
 
 
-async def fresh_table() -> None:
+async def fresh_table(table: str = TABLE) -> None:
+    """*table* made anew, holding the HOT keys (benchmarks/asgi_requests.py
+    uses it too)."""
     conn = await asyncpg.connect(DSN)
     try:
-        await conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
         await conn.execute(
-            f"CREATE TABLE {TABLE} (id serial PRIMARY KEY, "
+            f"CREATE TABLE {table} (id serial PRIMARY KEY, "
             "key varchar(64) UNIQUE NOT NULL, value varchar(64) NOT NULL)"
         )
         await conn.executemany(
-            f"INSERT INTO {TABLE} (key, value) VALUES ($1, 'v')",
+            f"INSERT INTO {table} (key, value) VALUES ($1, 'v')",
             [(f"hot-{i}",) for i in range(HOT)],
         )
     finally:
