@@ -32,7 +32,7 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     (
         "backends.py",
         ["--calls", "1000", "--blocks", "5"],
-        ["--calls", "300", "--blocks", "3"],
+        ["--calls", "300", "--blocks", "3", "--rounds", "5"],
     ),
     (
         "bulk.py",

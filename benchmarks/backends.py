@@ -2,18 +2,22 @@
 
     .venv/bin/python benchmarks/backends.py                  # all four
     .venv/bin/python benchmarks/backends.py --only sqlite --calls 500
+    .venv/bin/python benchmarks/backends.py --no-tortoise    # ours only
 
 For each backend (SQLite/aiosqlite, MariaDB/asyncmy, PostgreSQL/psycopg 3,
 PostgreSQL/asyncpg) one process runs, on a fresh table ``(id pk, key unique,
 value)`` holding ``--hot`` keys: hit (existing keys, one coroutine), miss (new
-keys) and hit-conc (32 coroutines sharing the hits), for our
-``Model.objects.get_or_create`` and for the raw driver doing the same work by
-hand (SELECT; on a miss INSERT ... ON CONFLICT / INSERT IGNORE, then SELECT
-if it inserted nothing). The two are interleaved in blocks, so the machine's
-noise hits both alike; medians of per-call microseconds per block, and each
-ratio to the floor, are printed and written to
-``benchmarks/results/backends-<date>.json``. Ratios are the result.
-"""
+keys), hit-conc (32 coroutines sharing the hits) and a race (32 callers
+released together on one new key, ``--rounds`` times: exceptions, and rounds
+without exactly one ``created=True``), for our ``Model.objects.get_or_create``
+and for the raw driver doing the same work by hand (SELECT; on a miss INSERT
+... ON CONFLICT / INSERT IGNORE, then SELECT if it inserted nothing). The two
+are interleaved in blocks, so the machine's noise hits both alike; medians of
+per-call microseconds per block, and each ratio to the floor. Tortoise ORM's
+own ``get_or_create`` is measured the same way beside its own raw floor, in
+a process of its own virtualenv (benchmarks/.venvs/tortoise_backends, made on
+first use; benchmarks/peers/tortoise_backends_peer.py). Printed, and written
+to ``benchmarks/results/backends-<date>.json``. Ratios are the result."""
 
 from __future__ import annotations
 
@@ -32,11 +36,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from sqlalchemy_objects import Database, ManagerMixin, __version__
-
 BACKENDS = {
     "sqlite": "sqlite+aiosqlite:///{tmp}/bench.sqlite3",
     "mariadb": "mysql+asyncmy://root@127.0.0.1:3306/test",
@@ -44,21 +43,15 @@ BACKENDS = {
     "asyncpg": "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
 }
 CONC = 32
-
-
-class Base(ManagerMixin, DeclarativeBase):
-    pass
-
-
-class Item(Base):
-    __tablename__ = "bench_backend_items"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(64), unique=True)
-    value: Mapped[str] = mapped_column(String(64))
-
-
-TABLE = Item.__tablename__
+TABLE = "bench_backend_items"
+#: The drivers at our venv's versions, so that both processes' floors match.
+TORTOISE_REQUIREMENTS = [
+    "tortoise-orm[asyncpg,asyncmy,psycopg]==1.1.9",
+    "asyncpg==0.32.0",
+    "asyncmy==0.2.18",
+    "aiosqlite==0.22.1",
+    "psycopg[binary]==3.3.9",
+]
 
 
 class Raw:
@@ -106,15 +99,16 @@ class Raw:
             if asyncio.iscoroutine(closed):
                 await closed
 
-    async def get_or_create(self, key: str) -> Any:
+    async def get_or_create(self, key: str) -> tuple[Any, bool]:
         conn = await self.free.get()
         try:
             row = await self._select(conn, key)
-            if row is None:
-                row = await self._insert(conn, key)
-                if row is None:
-                    row = await self._select(conn, key)
-            return row
+            if row is not None:
+                return row, False
+            row = await self._insert(conn, key)
+            if row is not None:
+                return row, True
+            return await self._select(conn, key), False
         finally:
             self.free.put_nowait(conn)
 
@@ -170,7 +164,107 @@ async def throughput(calls: int, one: Callable[[int], Awaitable[object]]) -> flo
     return calls / (time.perf_counter() - start)
 
 
-async def run_one(name: str, calls: int, hot: int, blocks: int) -> dict[str, Any]:
+async def race(rounds: int, call: Callable[[str], Awaitable[bool]]) -> dict[str, Any]:
+    """CONC callers released together on one new key, *rounds* times."""
+    exceptions: dict[str, int] = {}
+    wrong = 0
+    for r in range(rounds):
+        gate = asyncio.Event()
+
+        async def caller(key: str = f"race{r}", gate: asyncio.Event = gate) -> bool:
+            await gate.wait()
+            return await call(key)
+
+        tasks = [asyncio.ensure_future(caller()) for _ in range(CONC)]
+        await asyncio.sleep(0.01)
+        gate.set()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        created = 0
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                kind = type(outcome).__name__
+                exceptions[kind] = exceptions.get(kind, 0) + 1
+            else:
+                created += bool(outcome)
+        wrong += created != 1
+    return {
+        "rounds": rounds,
+        "exceptions": sum(exceptions.values()),
+        "exception_types": sorted(exceptions),
+        "rounds_without_exactly_one_created": wrong,
+    }
+
+
+async def compare(
+    system: Callable[[str], Awaitable[bool]],
+    raw: Raw,
+    calls: int,
+    hot: int,
+    blocks: int,
+    rounds: int,
+) -> dict[str, Any]:
+    """*system*'s get_or_create (returning created) against *raw*'s, both on
+    the same table holding *hot* keys, interleaved in *blocks*."""
+    fresh = iter(range(10**9))
+
+    async def sys_hit(i: int) -> object:
+        return await system(f"hot{i % hot}")
+
+    async def sys_miss(i: int) -> object:
+        return await system(f"s{next(fresh)}")
+
+    async def raw_hit(i: int) -> object:
+        return await raw.get_or_create(f"hot{i % hot}")
+
+    async def raw_miss(i: int) -> object:
+        return await raw.get_or_create(f"r{next(fresh)}")
+
+    for _ in range(2):  # warm-up: connections, statement caches
+        await timed(100, sys_hit)
+        await timed(100, raw_hit)
+    samples: dict[str, list[float]] = {}
+    per_block = max(calls // blocks, 1)
+    for block in range(blocks):
+        order = [("ours", sys_hit, sys_miss), ("raw", raw_hit, raw_miss)]
+        if block % 2:
+            order.reverse()
+        for who, hit, miss in order:
+            samples.setdefault(f"{who}_hit", []).append(await timed(per_block, hit))
+            samples.setdefault(f"{who}_miss", []).append(await timed(per_block, miss))
+            samples.setdefault(f"{who}_conc", []).append(
+                await throughput(per_block * 4, hit)
+            )
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    return {
+        "us": med,
+        "hit_x_floor": med["ours_hit"] / med["raw_hit"],
+        "miss_x_floor": med["ours_miss"] / med["raw_miss"],
+        "conc_pct_floor": 100 * med["ours_conc"] / med["raw_conc"],
+        "race": await race(rounds, system),
+    }
+
+
+async def run_ours(
+    name: str, calls: int, hot: int, blocks: int, rounds: int
+) -> dict[str, Any]:
+    # Imported here: Tortoise's process (another venv) imports this module too.
+    # (No Mapped[...] annotations: with postponed annotations SQLAlchemy
+    # resolves them among the module's names, and these are local.)
+    from sqlalchemy import Integer, String
+    from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+    from sqlalchemy_objects import Database, ManagerMixin
+
+    class Base(ManagerMixin, DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = TABLE
+
+        id = mapped_column(Integer, primary_key=True)
+        key = mapped_column(String(64), unique=True, nullable=False)
+        value = mapped_column(String(64), nullable=False)
+
     tmp = tempfile.mkdtemp()
     url = BACKENDS[name].format(tmp=tmp)
     db = Database(url, pool_size=CONC)
@@ -180,51 +274,59 @@ async def run_one(name: str, calls: int, hot: int, blocks: int) -> dict[str, Any
     await Item.objects.bulk_create([Item(key=f"hot{i}", value="v") for i in range(hot)])
     raw = Raw(name, url)
     await raw.open(CONC)
-    fresh = iter(range(10**9))
 
-    async def ours_hit(i: int) -> object:
-        return await Item.objects.get_or_create(
-            key=f"hot{i % hot}", defaults={"value": "v"}
-        )
+    async def ours(key: str) -> bool:
+        _, created = await Item.objects.get_or_create(key=key, defaults={"value": "v"})
+        return created
 
-    async def ours_miss(i: int) -> object:
-        return await Item.objects.get_or_create(
-            key=f"o{next(fresh)}", defaults={"value": "v"}
-        )
+    try:
+        result = await compare(ours, raw, calls, hot, blocks, rounds)
+    finally:
+        await raw.close()
+        await db.drop_all()
+        await db.dispose()
+    return {"backend": name, "url": url.split("@")[-1], **result}
 
-    async def raw_hit(i: int) -> object:
-        return await raw.get_or_create(f"hot{i % hot}")
 
-    async def raw_miss(i: int) -> object:
-        return await raw.get_or_create(f"r{next(fresh)}")
+def tortoise_python() -> Path:
+    """The Python of Tortoise's venv for this benchmark (made if missing)."""
+    from web_requests import venv_python
 
-    for _ in range(2):  # warm-up: connections, statement caches
-        await timed(100, ours_hit)
-        await timed(100, raw_hit)
-    samples: dict[str, list[float]] = {}
-    per_block = max(calls // blocks, 1)
-    for block in range(blocks):
-        order = [("ours", ours_hit, ours_miss), ("raw", raw_hit, raw_miss)]
-        if block % 2:
-            order.reverse()
-        for who, hit, miss in order:
-            samples.setdefault(f"{who}_hit", []).append(await timed(per_block, hit))
-            samples.setdefault(f"{who}_miss", []).append(await timed(per_block, miss))
-            samples.setdefault(f"{who}_conc", []).append(
-                await throughput(per_block * 4, hit)
-            )
-    await raw.close()
-    await db.drop_all()
-    await db.dispose()
-    med = {k: statistics.median(v) for k, v in samples.items()}
-    return {
-        "backend": name,
-        "url": url.split("@")[-1],
-        "us": med,
-        "hit_x_floor": med["ours_hit"] / med["raw_hit"],
-        "miss_x_floor": med["ours_miss"] / med["raw_miss"],
-        "conc_pct_floor": 100 * med["ours_conc"] / med["raw_conc"],
-    }
+    venv = Path(__file__).resolve().parent / ".venvs" / "tortoise_backends"
+    return venv_python(venv, TORTOISE_REQUIREMENTS)
+
+
+def child(python: Path | str, script: Path, name: str, args: Any) -> dict[str, Any]:
+    """One backend measured in a process of its own."""
+    out = subprocess.run(
+        [
+            str(python),
+            str(script),
+            "--child",
+            name,
+            *("--calls", str(args.calls), "--hot", str(args.hot)),
+            *("--blocks", str(args.blocks), "--rounds", str(args.rounds)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def line(who: str, name: str, result: dict[str, Any]) -> str:
+    us, race_ = result["us"], result["race"]
+    return (
+        f"{name:8} {who:9} hit {us['ours_hit']:6.0f} us ({result['hit_x_floor']:.2f}x "
+        f"raw {us['raw_hit']:.0f})  miss {us['ours_miss']:6.0f} us "
+        f"({result['miss_x_floor']:.2f}x raw {us['raw_miss']:.0f})  hit-conc "
+        f"{us['ours_conc']:5.0f}/s ({result['conc_pct_floor']:.0f}% of raw "
+        f"{us['raw_conc']:.0f}/s)  race: {race_['exceptions']} exceptions, "
+        f"{race_['rounds_without_exactly_one_created']} of {race_['rounds']} "
+        "rounds without one created"
+    )
 
 
 def results_dir() -> Path:
@@ -243,44 +345,30 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="timed calls per path")
     parser.add_argument("--hot", type=int, default=1000)
     parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=20, help="race rounds")
+    parser.add_argument("--no-tortoise", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = asyncio.run(run_one(args.child, args.calls, args.hot, args.blocks))
+        result = asyncio.run(
+            run_ours(args.child, args.calls, args.hot, args.blocks, args.rounds)
+        )
         print(json.dumps(result))
         return
+    from sqlalchemy_objects import __version__
+
+    here = Path(__file__).resolve().parent
+    tortoise = None if args.no_tortoise else tortoise_python()
     results = []
     for name in args.only or list(BACKENDS):
-        # each backend in its own process, as the peers are measured
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                name,
-                "--calls",
-                str(args.calls),
-                "--hot",
-                str(args.hot),
-                "--blocks",
-                str(args.blocks),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=os.environ,
-        )
-        result = json.loads(out.stdout.strip().splitlines()[-1])
+        # each backend, and each system, in its own process
+        result = child(sys.executable, Path(__file__), name, args)
+        print(line("ours", name, result), flush=True)
+        if tortoise is not None:
+            peer = here / "peers" / "tortoise_backends_peer.py"
+            result["tortoise"] = child(tortoise, peer, name, args)
+            print(line("Tortoise", name, result["tortoise"]), flush=True)
         results.append(result)
-        us = result["us"]
-        print(
-            f"{name:8} hit {us['ours_hit']:7.0f} us ({result['hit_x_floor']:.2f}x raw "
-            f"{us['raw_hit']:.0f})  miss {us['ours_miss']:7.0f} us "
-            f"({result['miss_x_floor']:.2f}x raw {us['raw_miss']:.0f})  hit-conc "
-            f"{us['ours_conc']:6.0f}/s ({result['conc_pct_floor']:.0f}% of raw "
-            f"{us['raw_conc']:.0f}/s)",
-            flush=True,
-        )
     today = datetime.date.today().isoformat()
     path = results_dir() / f"backends-{today}.json"
     path.write_text(
@@ -289,6 +377,7 @@ def main() -> None:
                 "command": "benchmarks/backends.py " + " ".join(sys.argv[1:]),
                 "python": platform.python_version(),
                 "sqlalchemy_objects": __version__,
+                "tortoise": None if tortoise is None else TORTOISE_REQUIREMENTS,
                 "calls": args.calls,
                 "results": results,
             },

@@ -60,21 +60,27 @@ end
 
 def tortoise_python() -> Path:
     """The Tortoise venv's Python (made now if missing or outdated)."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / ".requirements"
-    if stamp.exists() and stamp.read_text() == "\n".join(TORTOISE_REQUIREMENTS):
+    return venv_python(VENV, TORTOISE_REQUIREMENTS)
+
+
+def venv_python(venv: Path, requirements: list[str]) -> Path:
+    """The Python of *venv* with *requirements* installed, the venv made
+    now if missing or outdated (benchmarks/backends.py uses it too)."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".requirements"
+    if stamp.exists() and stamp.read_text() == "\n".join(requirements):
         return python
     base = next(
         iter(sorted(glob.glob(f"{Path.home()}/.pyenv/versions/3.11*/bin/python"))),
         shutil.which("python3.11") or shutil.which("python3"),
     )
     if base is None:
-        raise SystemExit("no Python 3.11 for Tortoise's venv")
-    subprocess.run([base, "-m", "venv", "--clear", VENV], check=True)
+        raise SystemExit(f"no Python 3.11 for {venv}")
+    subprocess.run([base, "-m", "venv", "--clear", venv], check=True)
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", *TORTOISE_REQUIREMENTS], check=True
+        [python, "-m", "pip", "install", "--quiet", *requirements], check=True
     )
-    stamp.write_text("\n".join(TORTOISE_REQUIREMENTS))
+    stamp.write_text("\n".join(requirements))
     return python
 
 
