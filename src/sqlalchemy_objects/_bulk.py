@@ -23,6 +23,10 @@ from ._rows import fetch_all, refuse_unless_positive
 from .exceptions import NotSupportedError
 from .expressions import Combinable
 
+#: Execution options of a bulk INSERT: a field given as None stores NULL, as
+#: in Django; the ORM would otherwise leave it out and let its default fill it.
+RENDER_NULLS: Final = {"render_nulls": True}
+
 #: Values per statement in in_bulk(): far below every backend's bind-parameter
 #: limit (SQLite 32,766, asyncpg 32,767).
 IN_BULK_BATCH: Final = 1000
@@ -154,12 +158,7 @@ async def bulk_create(
             result = await session.execute(
                 stmt,
                 batch,
-                execution_options={
-                    "insertmanyvalues_page_size": size,
-                    # A field given as None stores NULL, as in Django; the ORM
-                    # would otherwise leave it out and let its default fill it.
-                    "render_nulls": True,
-                },
+                execution_options={"insertmanyvalues_page_size": size, **RENDER_NULLS},
             )
             if by_position:
                 for obj, pk in zip(objs[start:], result.all(), strict=False):

@@ -47,10 +47,6 @@ Defaults = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | N
 BATCH_KEYS: Final = 1000
 MAX_PARAMETERS: Final = 30_000
 
-#: A value given as None stores NULL, as in Django; SQLAlchemy's bulk INSERT
-#: would otherwise leave the column out and let its default fill it.
-_NULLS: Final = {"render_nulls": True}
-
 #: MariaDB's "Duplicate entry" warning: the only one INSERT IGNORE may give.
 _DUPLICATE_ENTRY: Final = 1062
 
@@ -316,27 +312,30 @@ async def _insert(
         groups.setdefault(tuple(sorted(row)), []).append(row)
     many = session.get_bind().dialect.insert_executemany_returning
     for names, group in groups.items():
+        # RETURNING the whole rows makes the new objects: no SELECT of them.
+        new: Sequence[Any] = ()
         arrays = _arrays(backend, model, names, key_names, group)
         if arrays is not None:
             stmt, params = arrays
-            for obj in (await session.scalars(stmt, params)).all():
-                made[tuple(getattr(obj, f) for f in fields)] = obj
-            continue
-        stmt = backend.insert_skipping_existing(model, key_names)
-        if many:
+            new = (await session.scalars(stmt, params)).all()
+        elif many:
             # executemany: compiled once and cached, sent as multi-row
-            # INSERTs by SQLAlchemy's insertmanyvalues; RETURNING the whole
-            # rows makes the new objects, so they need no SELECT afterwards.
-            objs = await session.scalars(
-                stmt.returning(model), group, execution_options=_NULLS
-            )
-            for obj in objs.all():
-                made[tuple(getattr(obj, f) for f in fields)] = obj
-        else:  # MySQL: one multi-row INSERT ... RETURNING
+            # INSERTs by SQLAlchemy's insertmanyvalues.
+            stmt = backend.insert_skipping_existing(model, key_names)
+            new = (
+                await session.scalars(
+                    stmt.returning(model), group, execution_options=_bulk.RENDER_NULLS
+                )
+            ).all()
+        else:  # MySQL: one multi-row INSERT ... RETURNING the keys
+            stmt = backend.insert_skipping_existing(model, key_names)
             result = await session.execute(
-                stmt.values(group).returning(*columns), execution_options=_NULLS
+                stmt.values(group).returning(*columns),
+                execution_options=_bulk.RENDER_NULLS,
             )
             made.update((tuple(r), None) for r in result.all())
+        for obj in new:
+            made[tuple(getattr(obj, f) for f in fields)] = obj
         if backend.ignore_may_hide_errors:
             warnings = (await session.execute(text("SHOW WARNINGS"))).all()
             bad = [w for w in warnings if int(w[1]) != _DUPLICATE_ENTRY]
